@@ -1,0 +1,130 @@
+"""Argument parsing for `evix`: one builder per subcommand, converted straight to an EvalConfig."""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+from protocol.config import Arg, EvalConfig
+
+DESCRIPTION = """\
+Evaluate a Nix flake output, file or expression through the Nix C API and stream every
+derivation as one JSON object per line on stdout (logs go to stderr). One broken
+attribute is an error event, never the end of the run.
+"""
+
+EVAL_EPILOG = """\
+events (one JSON object per line):
+  derivation  {"attr", "attrPath", "name", "system", "drvPath", "outputs"} (+ "meta",
+              "inputDrvs", "constituents" when asked for or present)
+  attrset     {"attr", "attrPath", "attrs"}: a set that is traversed
+  error       {"attr", "attrPath", "error", "fatal"}: Nix's message for that attribute
+
+traversal: the root is always expanded; below it an attribute set is expanded only if
+it has `recurseForDerivations = true` (or with --force-recurse).
+
+exit status: 0 when the run completed (even with error events), 1 when the input cannot
+be loaded, 2 for a usage error, 130 when interrupted.
+
+examples:
+  evix eval --flake .#hydraJobs --workers 4
+  evix eval --file ./release.nix --arg pkgs 'import <nixpkgs> {}' --meta
+  evix eval --expr 'import ./jobs.nix { }' --force-recurse
+"""
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be positive")
+    return value
+
+
+def add_input_options(p: argparse.ArgumentParser) -> None:
+    """What to evaluate: the options that make up a session's key."""
+    src = p.add_argument_group("input (exactly one)")
+    one = src.add_mutually_exclusive_group(required=True)
+    one.add_argument("--flake", metavar="REF", help="a flake output, e.g. .#hydraJobs (the fragment selects the root)")
+    one.add_argument("--expr", metavar="EXPR", help="an inline Nix expression")
+    one.add_argument("--file", metavar="PATH", help="a Nix file")
+    n = p.add_argument_group("Nix")
+    n.add_argument("--arg", nargs=2, action="append", default=[], metavar=("NAME", "EXPR"),
+                   help="pass a Nix expression to the root if it is a function (as nix-instantiate does)")
+    n.add_argument("--argstr", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
+                   help="pass a string to the root if it is a function")
+    n.add_argument("--override-input", nargs=2, action="append", default=[], metavar=("NAME", "REF"),
+                   help="replace a flake input (--flake only)")
+    n.add_argument("--option", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
+                   help="set a Nix option in every worker (unknown keys are an error)")
+    n.add_argument("-I", dest="include", action="append", default=[], metavar="PATH",
+                   help="add to the lookup path (<nixpkgs>), before NIX_PATH")
+    t = p.add_argument_group("traversal and output")
+    t.add_argument("--force-recurse", action="store_true", help="expand every attribute set, ignoring recurseForDerivations")
+    t.add_argument("--meta", action="store_true", help="include each derivation's meta as JSON")
+    t.add_argument("--show-input-drvs", action="store_true", help="include inputDrvs read from each .drv file")
+
+
+def add_run_options(p: argparse.ArgumentParser) -> None:
+    """How to evaluate: options that do not change the result."""
+    r = p.add_argument_group("workers")
+    r.add_argument("--workers", type=_positive_int, default=1, metavar="N", help="local worker processes (default 1)")
+    r.add_argument("--max-memory", type=_positive_int, default=4096, metavar="MB",
+                   help="per-worker memory limit in MiB; a worker over it is replaced (default 4096)")
+    r.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
+                   help="per-attribute time limit; an attribute over it gets an error event")
+    r.add_argument("--gc-roots-dir", metavar="DIR", help="register a GC root for every evaluated derivation")
+
+
+def add_common_options(p: argparse.ArgumentParser) -> None:
+    c = p.add_argument_group("general")
+    c.add_argument("--socket", metavar="PATH", help="daemon socket (default: $EVIX_SOCKET or $XDG_RUNTIME_DIR/evix.sock)")
+    c.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (repeat for more)")
+    c.add_argument("-q", "--quiet", action="count", default=0,
+                   help="less logging (repeat for less); EVIX_LOG=debug|info|warning|error|off overrides both")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="evix", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    ev = sub.add_parser("eval", help="evaluate once and stream events as NDJSON", description=DESCRIPTION,
+                        epilog=EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_input_options(ev)
+    add_run_options(ev)
+    ev.add_argument("--no-daemon", action="store_true", help="evaluate in this process even if a daemon runs")
+    add_common_options(ev)
+    return parser
+
+
+def config_from_args(ns: argparse.Namespace) -> EvalConfig:
+    args = tuple(Arg(n, v, False) for n, v in ns.arg) + tuple(Arg(n, v, True) for n, v in ns.argstr)
+    return EvalConfig(
+        flake=ns.flake,
+        expr=ns.expr,
+        file=ns.file,
+        args=args,
+        override_inputs=tuple(map(tuple, ns.override_input)),
+        options=tuple(map(tuple, ns.option)),
+        lookup_path=tuple(ns.include),
+        nix_path=os.environ.get("NIX_PATH", ""),
+        force_recurse=ns.force_recurse,
+        meta=ns.meta,
+        show_input_drvs=ns.show_input_drvs,
+        workers=getattr(ns, "workers", 1),
+        max_memory_mb=getattr(ns, "max_memory", 4096),
+        item_timeout=getattr(ns, "timeout", None),
+        gc_roots_dir=getattr(ns, "gc_roots_dir", None),
+    ).resolved()

@@ -1,0 +1,5 @@
+import sys
+
+from .main import run_worker
+
+sys.exit(run_worker())

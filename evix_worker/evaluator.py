@@ -1,0 +1,206 @@
+"""Evaluates batches of attributes: the worker's hot path.
+
+A batch is a list of chunks `(parent path, child names)` (names None: the path itself,
+used for the root). For each child the worker emits at most one event as a JSON line:
+a derivation, an attrset to traverse (root always; below it only with
+`recurseForDerivations = true` or `--force-recurse`), or an error; anything else is skipped.
+Attrsets this worker has traversed are kept, so walking to a parent is one lookup.
+"""
+
+from __future__ import annotations
+
+import resource
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+import nixffi
+from nixffi import NixError, ValueType
+from protocol.config import EvalConfig
+from protocol.events import format_attr, quote_attr
+
+from . import drvfile, gcroots
+
+ATTRS = ValueType.ATTRS
+
+
+@dataclass
+class BatchOutcome:
+    events: list[bytes] = field(default_factory=list)
+    expansions: list[list[Any]] = field(default_factory=list)
+    done: int = 0
+    derivations: int = 0
+    errors: int = 0
+    restart: bool = False
+
+
+def peak_rss_kib() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+class Evaluator:
+    def __init__(self, root: nixffi.Value, config: EvalConfig, max_memory_mb: int | None = None) -> None:
+        self.config = config
+        self.sets: dict[tuple[str, ...], nixffi.Value] = {(): root}
+        self.limit_kib = (max_memory_mb or config.max_memory_mb) * 1024
+        self.expand_all = config.force_recurse
+
+    # ---- batches ------------------------------------------------------------------------
+    def run(self, chunks: list[list[Any]], mark: Callable[[int], None]) -> BatchOutcome:
+        """Evaluates the batch; `mark(i)` is called before the i-th item (flat index) starts."""
+        out = BatchOutcome()
+        index = 0
+        for parent, names in chunks:
+            path = tuple(parent)
+            if names is None:
+                mark(index)
+                self._root_item(path, out)
+                index += 1
+                out.done = index
+                if peak_rss_kib() > self.limit_kib:
+                    out.restart = True
+                    return out
+                continue
+            prefix = format_attr(path) + "." if path else ""
+            mark(index)  # walking to the parent can crash too: blame its first child
+            try:
+                parent_value = self._set_at(path)
+            except NixError as e:
+                for name in names:
+                    self._error(path + (name,), prefix + quote_attr(name), e.message, out)
+                index += len(names)
+                out.done = index
+                continue
+            for name in names:
+                mark(index)
+                self._child(parent_value, path, prefix, name, out)
+                index += 1
+                out.done = index
+                if peak_rss_kib() > self.limit_kib:
+                    out.restart = True
+                    return out
+        return out
+
+    def _set_at(self, path: tuple[str, ...]) -> nixffi.Value:
+        v = self.sets.get(path)
+        if v is None:
+            v = self._set_at(path[:-1]).get(path[-1])
+            v.force()
+            self.sets[path] = v
+        return v
+
+    # ---- one attribute ------------------------------------------------------------------
+    def _root_item(self, path: tuple[str, ...], out: BatchOutcome) -> None:
+        attr = format_attr(path)
+        try:
+            v = self._set_at(path)
+            t = v.type
+            if t != ATTRS:
+                self._error(path, attr, f"error: the root is a {t.name.lower()}, not an attribute set", out)
+            elif self._is_derivation(v):
+                self._derivation(v, path, attr, out)
+            else:
+                self._attrset(v, path, attr, out)
+        except NixError as e:
+            self._error(path, attr, e.message, out)
+
+    def _child(self, parent: nixffi.Value, path: tuple[str, ...], prefix: str, name: str, out: BatchOutcome) -> None:
+        child_path = path + (name,)
+        attr = prefix + quote_attr(name)
+        try:
+            v = parent.get(name)
+            if v.type != ATTRS:
+                return
+            if self._is_derivation(v):
+                self._derivation(v, child_path, attr, out)
+            elif self.expand_all or self._wants_recursion(v):
+                self.sets[child_path] = v
+                self._attrset(v, child_path, attr, out)
+        except NixError as e:
+            self._error(child_path, attr, e.message, out)
+
+    @staticmethod
+    def _is_derivation(v: nixffi.Value) -> bool:
+        if not v.has("type"):
+            return False
+        t = v.get("type")
+        return t.type == ValueType.STRING and t.as_str() == "derivation"
+
+    @staticmethod
+    def _wants_recursion(v: nixffi.Value) -> bool:
+        if not v.has("recurseForDerivations"):
+            return False
+        r = v.get("recurseForDerivations")
+        return r.type == ValueType.BOOL and r.as_bool()
+
+    # ---- events ---------------------------------------------------------------------------
+    def _attrset(self, v: nixffi.Value, path: tuple[str, ...], attr: str, out: BatchOutcome) -> None:
+        names = v.names()
+        out.events.append(orjson.dumps({"attr": attr, "attrPath": path, "attrs": names}))
+        if names:
+            out.expansions.append([path, names])
+
+    def _error(self, path: tuple[str, ...], attr: str, message: str, out: BatchOutcome) -> None:
+        out.errors += 1
+        out.events.append(orjson.dumps({"attr": attr, "attrPath": path, "error": message, "fatal": False}))
+
+    def _derivation(self, v: nixffi.Value, path: tuple[str, ...], attr: str, out: BatchOutcome) -> None:
+        drv_path = v.get("drvPath").as_str()
+        event: dict[str, Any] = {
+            "attr": attr,
+            "attrPath": path,
+            "name": v.get("name").as_str(),
+            "system": v.get("system").as_str() if v.has("system") else "unknown",
+            "drvPath": drv_path,
+            "outputs": self._outputs(v),
+        }
+        config = self.config
+        if config.meta and v.has("meta"):
+            try:
+                meta = v.get("meta").to_python(lenient=True)
+                event["meta"] = orjson.loads(orjson.dumps(meta)) if meta is not None else None
+            except (NixError, TypeError, orjson.JSONEncodeError):
+                pass
+        if config.show_input_drvs:
+            event["inputDrvs"] = drvfile.read_input_drvs(drv_path)
+        constituents = self._constituents(v)
+        if constituents is not None:
+            event["constituents"] = constituents
+        if config.gc_roots_dir:
+            gcroots.add_root(config.gc_roots_dir, drv_path)
+        out.derivations += 1
+        out.events.append(orjson.dumps(event))
+
+    @staticmethod
+    def _outputs(v: nixffi.Value) -> dict[str, str | None]:
+        names = [o.as_str() for o in v.get("outputs")] if v.has("outputs") else ["out"]
+        outputs: dict[str, str | None] = {}
+        for name in names:
+            path = None
+            if v.has(name):
+                o = v.get(name)
+                if o.type == ATTRS and o.has("outPath"):
+                    p = o.get("outPath")
+                    if p.type == ValueType.STRING:
+                        path = p.as_str()
+            outputs[name] = path if path and path.startswith("/") else None
+        return outputs
+
+    @staticmethod
+    def _constituents(v: nixffi.Value) -> list[str] | None:
+        """Hydra aggregates: drvPaths of derivation constituents, names of string ones."""
+        if not v.has("_hydraAggregate"):
+            return None
+        flag = v.get("_hydraAggregate")
+        if flag.type != ValueType.BOOL or not flag.as_bool() or not v.has("constituents"):
+            return None
+        result = []
+        for c in v.get("constituents"):
+            t = c.type
+            if t == ValueType.STRING:
+                result.append(c.as_str())
+            elif t == ATTRS and c.has("drvPath"):
+                result.append(c.get("drvPath").as_str())
+        return result

@@ -1,0 +1,278 @@
+"""The scheduler: one shared work queue, N worker slots pulling batches from it.
+
+Work is a queue of chunks `(parent path, child names)`; an attrset event adds one chunk
+with its children. A slot takes a batch sized to keep every slot busy (a few hundred items
+at most, so per-item round trips disappear), sends it to its worker, and feeds the answer
+back: events to the sink, expansions to the queue, unfinished items back to the queue.
+The run is done when the queue is empty and no slot is busy, so the set of events does not
+depend on the number of workers.
+
+A worker that dies costs only the item it was on (known from its progress word): that item
+gets an error event saying why, the others go back to the queue, and the slot starts a new
+worker. The run fails only when the input itself cannot be loaded.
+"""
+
+from __future__ import annotations
+
+import collections
+import itertools
+import logging
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import trio
+
+from protocol import wire
+from protocol.config import ConfigError, EvalConfig
+from protocol.events import format_attr
+
+from ._errors import InputError, WorkerStartError
+from ._worker_process import WorkerDied, WorkerProcess
+
+log = logging.getLogger("evix.scheduler")
+
+MAX_BATCH = 256
+MAX_START_FAILURES = 3
+MAX_UNATTRIBUTED_DEATHS = 3
+
+Chunk = tuple[tuple[str, ...], list[str] | None]  # (parent path, names); names None: the path itself
+
+
+@dataclass
+class Summary:
+    """What a run produced (the events themselves went to the sink)."""
+
+    derivations: int = 0
+    errors: int = 0
+    attrsets: int = 0
+    seconds: float = 0.0
+    workers_started: int = 0
+    worker_deaths: int = 0
+    recycled: int = 0
+    batches: int = 0
+    fatal: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "derivations": self.derivations, "errors": self.errors, "seconds": round(self.seconds, 3),
+            "workersStarted": self.workers_started, "workerDeaths": self.worker_deaths,
+            "recycled": self.recycled, "batches": self.batches,
+        }
+
+
+EventSink = Callable[[bytes], None]
+"""Receives NDJSON bytes (whole lines, possibly many) as results arrive."""
+
+
+@dataclass
+class _Queue:
+    chunks: collections.deque[Chunk] = field(default_factory=collections.deque)
+    items: int = 0
+    busy: int = 0
+    lot: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
+
+    def put(self, path: tuple[str, ...], names: list[str] | None) -> None:
+        self.chunks.append((path, names))
+        self.items += 1 if names is None else len(names)
+        self.lot.unpark_all()
+
+    def done(self) -> bool:
+        return not self.chunks and self.busy == 0
+
+    async def take(self, slots: int) -> list[Chunk] | None:
+        """The next batch (busy until `release`), or None when all work is done."""
+        while not self.chunks:
+            if self.busy == 0:
+                return None
+            await self.lot.park()
+        target = max(1, min(MAX_BATCH, self.items // (2 * slots)))
+        batch: list[Chunk] = []
+        taken = 0
+        while self.chunks and taken < target:
+            path, names = self.chunks.popleft()
+            if names is None:
+                batch.append((path, None))
+                taken += 1
+                continue
+            room = target - taken
+            if len(names) > room:
+                self.chunks.appendleft((path, names[room:]))
+                names = names[:room]
+            batch.append((path, names))
+            taken += len(names)
+        self.items -= taken
+        self.busy += 1
+        return batch
+
+    def release(self) -> None:
+        self.busy -= 1
+        self.lot.unpark_all()
+
+
+def _flat(batch: list[Chunk]) -> list[tuple[tuple[str, ...], str | None]]:
+    return [(p, None) if names is None else (p, n) for p, names in batch for n in ([None] if names is None else names)]
+
+
+class Scheduler:
+    """Runs one evaluation of `config` and streams its events to `sink`."""
+
+    def __init__(self, config: EvalConfig, sink: EventSink, *, progress: bool | None = None) -> None:
+        if config.workers < 1:
+            raise ConfigError("--workers must be at least 1 (remote workers are not available yet)")
+        self.config = config
+        self.sink = sink
+        self.queue = _Queue()
+        self.summary = Summary()
+        self.progress = sys.stderr.isatty() if progress is None else progress
+        self._batch_ids = itertools.count(1)
+        self._unattributed: collections.Counter[tuple[tuple[str, ...], str | None]] = collections.Counter()
+        self._fatal: str | None = None
+        self._cancel: trio.CancelScope | None = None
+
+    async def run(self) -> Summary:
+        """Evaluates everything; raises InputError when the input cannot be loaded."""
+        started = time.monotonic()
+        self.queue.put((), None)
+        try:
+            async with trio.open_nursery() as nursery:
+                self._cancel = nursery.cancel_scope
+                if self.progress:
+                    nursery.start_soon(self._report_progress, started)
+                async with trio.open_nursery() as slots:
+                    for _ in range(self.config.workers):
+                        slots.start_soon(self._slot, nursery)
+                nursery.cancel_scope.cancel()  # stops the progress line and stderr forwarders
+        finally:
+            self.summary.seconds = time.monotonic() - started
+            if self.progress:
+                sys.stderr.write("\r\x1b[K")
+                sys.stderr.flush()
+        if self._fatal is not None:
+            self.summary.fatal = self._fatal
+            raise InputError(self._fatal)
+        return self.summary
+
+    def _fail(self, message: str) -> None:
+        if self._fatal is None:
+            self._fatal = message
+        assert self._cancel is not None
+        self._cancel.cancel()
+
+    # ---- one slot -----------------------------------------------------------------------
+    async def _slot(self, nursery: trio.Nursery) -> None:
+        worker: WorkerProcess | None = None
+        start_failures = 0
+        try:
+            while True:
+                batch = await self.queue.take(self.config.workers)
+                if batch is None:
+                    return
+                try:
+                    if worker is None:
+                        worker = await self._start_worker(nursery)
+                        start_failures = 0
+                    recycle = await self._run_batch(worker, batch)
+                except WorkerStartError as e:
+                    worker = None
+                    self._put_back(batch)
+                    start_failures += 1
+                    if e.fatal or start_failures >= MAX_START_FAILURES:
+                        self._fail(str(e))
+                        return
+                except WorkerDied as died:
+                    self.summary.worker_deaths += 1
+                    await worker.close()
+                    worker = None
+                    self._after_death(batch, died)
+                else:
+                    if recycle:
+                        self.summary.recycled += 1
+                        await worker.close()
+                        worker = None
+                finally:
+                    self.queue.release()
+        finally:
+            if worker is not None:
+                await worker.close()
+
+    async def _start_worker(self, nursery: trio.Nursery) -> WorkerProcess:
+        worker = WorkerProcess(list(self.config.worker_command) if self.config.worker_command else None)
+        self.summary.workers_started += 1
+        await worker.start(nursery)
+        try:
+            await worker.setup(self.config, self.config.max_memory_mb)
+        except BaseException:
+            await worker.close()
+            raise
+        return worker
+
+    async def _run_batch(self, worker: WorkerProcess, batch: list[Chunk]) -> bool:
+        """Runs one batch on `worker`; True when the worker asked to be recycled."""
+        batch_id = next(self._batch_ids)
+        self.summary.batches += 1
+        result = await worker.run_batch(
+            batch_id,
+            orjson.dumps(batch),
+            timeout=self.config.item_timeout,
+            max_memory_mb=self.config.max_memory_mb,
+        )
+        self._accept(result)
+        flat = _flat(batch)
+        if result.done < len(flat):
+            for path, name in flat[result.done:]:
+                self.queue.put(path, None if name is None else [name])
+        return result.restart
+
+    def _accept(self, result: wire.Result) -> None:
+        s = self.summary
+        s.derivations += result.derivations
+        s.errors += result.errors
+        if result.events:
+            self.sink(result.events)
+        if result.expansions != b"[]":
+            for path, names in orjson.loads(result.expansions):
+                s.attrsets += 1
+                self.queue.put(tuple(path), names)
+
+    def _put_back(self, batch: list[Chunk]) -> None:
+        for path, names in batch:
+            self.queue.put(path, names)
+
+    def _after_death(self, batch: list[Chunk], died: WorkerDied) -> None:
+        flat = _flat(batch)
+        culprit = died.in_flight if died.in_flight is not None and died.in_flight < len(flat) else None
+        for i, (path, name) in enumerate(flat):
+            if i == culprit or (culprit is None and self._unattributed_limit((path, name))):
+                self._worker_error(path, name, died.reason)
+            else:
+                self.queue.put(path, None if name is None else [name])
+
+    def _unattributed_limit(self, item: tuple[tuple[str, ...], str | None]) -> bool:
+        self._unattributed[item] += 1
+        return self._unattributed[item] >= MAX_UNATTRIBUTED_DEATHS
+
+    def _worker_error(self, path: tuple[str, ...], name: str | None, reason: str) -> None:
+        full = path if name is None else path + (name,)
+        if name is None and not path:
+            self._fail(f"cannot load {self.config.describe()}: {reason}")
+            return
+        log.warning("%s: %s", format_attr(full), reason)
+        self.summary.errors += 1
+        self.sink(orjson.dumps({"attr": format_attr(full), "attrPath": full, "error": reason, "fatal": False}) + b"\n")
+
+    # ---- progress -----------------------------------------------------------------------
+    async def _report_progress(self, started: float) -> None:
+        while True:
+            await trio.sleep(0.1)
+            s = self.summary
+            elapsed = max(time.monotonic() - started, 1e-6)
+            done = s.derivations + s.errors + s.attrsets
+            sys.stderr.write(
+                f"\r\x1b[Kevix: {s.derivations} derivations, {self.queue.items} queued, "
+                f"{s.errors} errors, {done / elapsed:.0f}/s"
+            )
+            sys.stderr.flush()

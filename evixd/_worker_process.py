@@ -1,0 +1,255 @@
+"""One local worker subprocess, seen from the master.
+
+Start-up (Python, imports, Nix init) happens before `setup`, so an idle process can wait
+warm in a pool. While a batch runs, a watchdog reads the shared progress word (which item
+is in flight) and the worker's RSS, and kills it on the per-item timeout or the memory
+limit; the caller then learns which item was in flight and why the worker died.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import mmap
+import os
+import signal
+import struct
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+import orjson
+import psutil
+import trio
+
+from protocol import wire
+from protocol.config import EvalConfig
+
+from ._errors import WorkerStartError
+
+log = logging.getLogger("evix.worker")
+
+PROGRESS_FD_ENV = "EVIX_PROGRESS_FD"  # same name as evix_worker.serve (not imported: no nixffi here)
+WORKER_ENV = "EVIX_WORKER"
+WATCHDOG_PERIOD = 0.2
+
+
+@dataclass
+class WorkerDied(Exception):
+    """The worker ended during a batch. `in_flight` is the flat index of the item it was on (None: unknown)."""
+
+    reason: str
+    in_flight: int | None
+
+
+def default_worker_command() -> list[str]:
+    return [sys.executable, "-m", "evix_worker"]
+
+
+class _FrameReader:
+    def __init__(self, stream: trio.abc.ReceiveStream) -> None:
+        self.stream = stream
+        self.buf = bytearray()
+
+    async def _fill(self, n: int) -> None:
+        while len(self.buf) < n:
+            chunk = await self.stream.receive_some(1 << 20)
+            if not chunk:
+                raise EOFError
+            self.buf += chunk
+
+    async def read(self) -> bytes:
+        await self._fill(4)
+        hsize = wire.header_size(bytes(self.buf[:4]))
+        await self._fill(hsize)
+        total = wire.frame_size(bytes(self.buf[:hsize]))
+        await self._fill(total)
+        frame = bytes(self.buf[:total])
+        del self.buf[:total]
+        return frame
+
+
+class WorkerProcess:
+    """A started worker process; `setup` then `run_batch` any number of times, then `close`."""
+
+    def __init__(self, command: list[str] | None = None) -> None:
+        self.command = command or default_worker_command()
+        self.process: trio.Process | None = None
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
+        self._progress_fd = -1
+        self._progress: mmap.mmap | None = None
+        self._reader: _FrameReader | None = None
+        self._killed_for: str | None = None
+        self.nix_version = ""
+        self.batches = 0
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid if self.process else 0
+
+    async def start(self, nursery: trio.Nursery) -> None:
+        """Spawns the process (it initialises Nix, then waits for setup)."""
+        self._progress_fd = os.memfd_create("evix-progress")
+        os.ftruncate(self._progress_fd, 16)
+        self._progress = mmap.mmap(self._progress_fd, 16)
+        env = dict(os.environ, **{WORKER_ENV: "1", PROGRESS_FD_ENV: str(self._progress_fd)})
+        self.process = await trio.lowlevel.open_process(
+            self.command,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            pass_fds=(self._progress_fd,),
+            start_new_session=True,  # Ctrl-C reaches the master only; it stops the workers
+        )
+        self._reader = _FrameReader(self.process.stdout)
+        nursery.start_soon(self._forward_stderr)
+
+    async def _forward_stderr(self) -> None:
+        assert self.process is not None
+        pending = b""
+        try:
+            async for chunk in self.process.stderr:
+                lines = (pending + chunk).split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    text = line.decode("utf-8", "replace")
+                    self.stderr_tail.append(text)
+                    log.warning("worker %d: %s", self.pid, text)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+
+    async def setup(self, config: EvalConfig, max_memory_mb: int) -> None:
+        """Sends the config; raises WorkerStartError (with Nix's message when the input can't load)."""
+        assert self.process is not None and self._reader is not None
+        await self._send(wire.Setup(wire.PROTOCOL_VERSION, orjson.dumps(config.to_json()), max_memory_mb))
+        try:
+            reply = wire.decode_response(await self._reader.read())
+        except (EOFError, trio.BrokenResourceError, trio.ClosedResourceError):
+            await self._reap()
+            raise WorkerStartError(f"worker exited during start-up: {self._exit_description()}", fatal=False)
+        if isinstance(reply, wire.Fatal):
+            raise WorkerStartError(reply.message, fatal=True)
+        if not isinstance(reply, wire.Ready):
+            raise WorkerStartError(f"worker answered setup with {type(reply).__name__}", fatal=False)
+        self.nix_version = reply.nix_version
+
+    async def _send(self, msg: wire.Request) -> None:
+        assert self.process is not None
+        await self.process.stdin.send_all(wire.encode_request(msg))
+
+    def _in_flight(self, batch: int) -> int | None:
+        assert self._progress is not None
+        seen_batch, index_plus_one = struct.unpack_from("<QQ", self._progress, 0)
+        return index_plus_one - 1 if seen_batch == batch and index_plus_one else None
+
+    async def run_batch(self, batch: int, items: bytes, *, timeout: float | None, max_memory_mb: int) -> wire.Result:
+        """Runs one batch; raises WorkerDied if the worker ends (crash, limit, timeout) before answering."""
+        assert self._reader is not None and self.process is not None
+        self.batches += 1
+        self._killed_for = None
+        struct.pack_into("<QQ", self._progress, 0, 0, 0)
+        try:
+            await self._send(wire.Work(batch, items))
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self._watchdog, batch, timeout, max_memory_mb)
+                try:
+                    frame = await self._reader.read()
+                finally:
+                    nursery.cancel_scope.cancel()
+        except (EOFError, trio.BrokenResourceError, trio.ClosedResourceError):
+            in_flight = self._in_flight(batch)
+            await self._reap()
+            raise WorkerDied(self._killed_for or self._exit_description(), in_flight) from None
+        reply = wire.decode_response(frame)
+        if not isinstance(reply, wire.Result) or reply.batch != batch:
+            raise WorkerDied(f"protocol error: unexpected answer {type(reply).__name__}", self._in_flight(batch))
+        return reply
+
+    async def _watchdog(self, batch: int, timeout: float | None, max_memory_mb: int) -> None:
+        proc = psutil.Process(self.pid)
+        limit = max_memory_mb * 1024 * 1024
+        last, since = None, time.monotonic()
+        while True:
+            await trio.sleep(WATCHDOG_PERIOD)
+            try:
+                rss = proc.memory_info().rss
+            except psutil.Error:
+                return
+            if rss > limit:
+                self._kill(f"worker killed: memory limit of {max_memory_mb} MiB exceeded "
+                           f"(RSS {rss >> 20} MiB) while evaluating this attribute")
+                return
+            if timeout is not None:
+                now_at = self._in_flight(batch)
+                if now_at != last:
+                    last, since = now_at, time.monotonic()
+                elif time.monotonic() - since > timeout:
+                    self._kill(f"evaluation timed out after {timeout:g} s; worker killed")
+                    return
+
+    def _kill(self, reason: str) -> None:
+        self._killed_for = reason
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    async def _reap(self) -> None:
+        if self.process is None:
+            return
+        with trio.move_on_after(5) as scope:
+            scope.shield = True
+            await self.process.wait()
+        if self.process.returncode is None:
+            self._kill("worker did not exit")
+            with trio.CancelScope(shield=True):
+                await self.process.wait()
+
+    def _exit_description(self) -> str:
+        rc = self.process.returncode if self.process else None
+        tail = next((line for line in reversed(self.stderr_tail) if line.strip()), "")
+        suffix = f" (last words: {tail.strip()})" if tail else ""
+        if rc is None:
+            return "worker stopped answering" + suffix
+        if rc < 0:
+            sig = -rc
+            name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else f"signal {sig}"
+            hint = {
+                signal.SIGKILL: "killed from outside: memory limit or out of memory?",
+                signal.SIGSEGV: "segmentation fault: stack overflow?",
+                signal.SIGABRT: "aborted",
+                signal.SIGBUS: "bus error",
+            }.get(sig, "")
+            return f"worker killed by {name}{': ' + hint if hint else ''}" + suffix
+        return f"worker exited with status {rc}" + suffix
+
+    async def close(self) -> None:
+        """Asks the worker to stop; kills it after a grace period. Safe to call twice."""
+        if self.process is None:
+            return
+        with trio.CancelScope(shield=True):
+            if self.process.returncode is None:
+                try:
+                    with trio.move_on_after(1):
+                        await self._send(wire.Shutdown())
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    pass
+                with trio.move_on_after(2):
+                    await self.process.wait()
+                if self.process.returncode is None:
+                    try:
+                        self.process.kill()
+                    except ProcessLookupError:
+                        pass
+                    await self.process.wait()
+            for stream in (self.process.stdin, self.process.stdout):
+                try:
+                    await stream.aclose()
+                except Exception:
+                    pass
+        if self._progress is not None:
+            self._progress.close()
+            os.close(self._progress_fd)
+            self._progress = None

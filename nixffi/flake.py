@@ -1,0 +1,69 @@
+"""Flakes on the 2.26 C API, which has no locking functions.
+
+Without overrides we let Nix do everything: `builtins.getFlake REF` locks the flake with its
+flake.lock exactly as `nix eval REF#...` does. With `--override-input`, we call the flake
+ourselves over the nodes of its flake.lock (each fetched with `builtins.fetchTree` from its
+locked attributes), replacing the named root inputs with the flakes they are overridden by.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+
+from .settings import enable_flakes
+from .state import EvalState
+from .value import Value
+
+def load_flake(
+    state: EvalState, ref: str, overrides: Mapping[str, str] | None = None, lock_json: str | None = None
+) -> Value:
+    """The flake at `ref` (absolute), as `builtins.getFlake` returns it, with inputs overridden.
+
+    `overrides` maps a root input name to a flake reference (absolute for local ones);
+    `lock_json` is the root's flake.lock (None: no lock file). Call `nixffi.enable_flakes()`
+    before creating `state`.
+    """
+    enable_flakes()
+    get_flake = state.builtin("getFlake")
+    if not overrides:
+        return get_flake.call(state.string(ref))
+    args = {
+        "lockJSON": state.string(lock_json or json.dumps(_EMPTY_LOCK)),
+        "rootRef": state.string(ref),
+        "overrides": state.attrs({name: state.string(r) for name, r in overrides.items()}),
+    }
+    return state.helper(_CALL_FLAKE).call(state.attrs(args))
+
+
+_EMPTY_LOCK = {"nodes": {"root": {}}, "root": "root", "version": 7}
+
+# Calls a flake from its lock file (format version 7): every node's source is fetched from
+# its `locked` attributes; an input given as a list follows a path of inputs from the root.
+_CALL_FLAKE = """
+{ lockJSON, rootRef, overrides }:
+let
+  lock = builtins.fromJSON lockJSON;
+  follow = path: nodeName:
+    if path == [] then nodeName
+    else follow (builtins.tail path) (resolve lock.nodes.${nodeName}.inputs.${builtins.head path});
+  resolve = spec: if builtins.isList spec then follow spec lock.root else spec;
+  overridden = name: node:
+    if node.flake or true then builtins.getFlake overrides.${name} else builtins.fetchTree overrides.${name};
+  nodes = builtins.mapAttrs (key: node:
+    let
+      isRoot = key == lock.root;
+      sourceInfo = if isRoot then (builtins.getFlake rootRef).sourceInfo
+                   else builtins.fetchTree (removeAttrs node.locked [ "dir" ]);
+      dir = if isRoot then "" else node.locked.dir or "";
+      src = if dir == "" then sourceInfo.outPath else "${sourceInfo.outPath}/${dir}";
+      flake = import (src + "/flake.nix");
+      inputs = builtins.mapAttrs (name: spec:
+        let target = resolve spec; in
+        if isRoot && overrides ? ${name} then overridden name lock.nodes.${target}
+        else nodes.${target}) (node.inputs or {});
+      outputs = flake.outputs (inputs // { self = result; });
+      result = outputs // sourceInfo // { inherit inputs outputs sourceInfo; _type = "flake"; };
+    in if node.flake or true then result else sourceInfo) lock.nodes;
+in nodes.${lock.root}
+"""

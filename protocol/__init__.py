@@ -1,0 +1,7 @@
+"""Every wire format and schema of evix; imports neither trio nor cffi.
+
+- `events`: the NDJSON event format (`evix eval`'s output) and attribute path quoting.
+- `config`: EvalConfig, its canonical JSON and session key.
+- `wire`: the Cap'n Proto worker protocol (schema/worker.capnp) and its framing.
+- `flakeref`: flake reference strings.
+"""

@@ -1,0 +1,130 @@
+"""The event format that `evix eval` prints: one JSON object per line, camelCase keys.
+
+    derivation: attr, attrPath, name, system, drvPath, outputs {name: path | null}
+                [+ meta] [+ inputDrvs {drvPath: [outputs]}] [+ constituents [drvPath | name]]
+    attrset:    attr, attrPath, attrs [child names, sorted]
+    error:      attr, attrPath, error (Nix's message), fatal
+
+`attr` joins the path with "." and quotes, as a Nix string, every element that is not a
+plain Nix identifier, so that it can always be split back into `attrPath`.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+_IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_'-]*\Z")
+_KEYWORDS = frozenset({"if", "then", "else", "assert", "with", "let", "in", "rec", "inherit", "or"})
+
+
+def quote_attr(name: str) -> str:
+    """One path element as it appears in `attr`: bare if a plain identifier, else a Nix string."""
+    if _IDENT.match(name) and name not in _KEYWORDS:
+        return name
+    return '"' + name.replace("\\", "\\\\").replace('"', '\\"').replace("${", "\\${").replace("\n", "\\n") + '"'
+
+
+def format_attr(path: list[str] | tuple[str, ...]) -> str:
+    return ".".join(quote_attr(p) for p in path)
+
+
+_ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
+
+
+def parse_attr(attr: str) -> list[str]:
+    """Splits an `attr` string (or a user's `a."b.c"` selector) back into its path."""
+    out: list[str] = []
+    i, n = 0, len(attr)
+    if not attr:
+        return out
+    while True:
+        if i < n and attr[i] == '"':
+            i += 1
+            buf = []
+            while i < n and attr[i] != '"':
+                if attr[i] == "\\" and i + 1 < n:
+                    buf.append(_ESCAPES.get(attr[i + 1], attr[i + 1]))
+                    i += 2
+                else:
+                    buf.append(attr[i])
+                    i += 1
+            if i >= n:
+                raise ValueError(f"unterminated quote in attribute path {attr!r}")
+            i += 1
+            out.append("".join(buf))
+        else:
+            j = attr.find(".", i)
+            j = n if j < 0 else j
+            out.append(attr[i:j])
+            i = j
+        if i >= n:
+            return out
+        if attr[i] != ".":
+            raise ValueError(f"expected '.' at offset {i} of attribute path {attr!r}")
+        i += 1
+
+
+@dataclass(frozen=True)
+class Derivation:
+    attr: str
+    attr_path: tuple[str, ...]
+    name: str
+    system: str
+    drv_path: str
+    outputs: dict[str, str | None]
+    meta: Any = None
+    input_drvs: dict[str, list[str]] | None = None
+    constituents: list[str] | None = None
+
+
+@dataclass(frozen=True)
+class Attrset:
+    attr: str
+    attr_path: tuple[str, ...]
+    attrs: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Error:
+    attr: str
+    attr_path: tuple[str, ...]
+    error: str
+    fatal: bool = False
+
+
+Event = Derivation | Attrset | Error
+
+
+def event_from_json(d: dict[str, Any]) -> Event:
+    """The typed event of one decoded JSON line."""
+    path = tuple(d.get("attrPath", ()))
+    if "drvPath" in d:
+        return Derivation(
+            d["attr"], path, d["name"], d["system"], d["drvPath"], d["outputs"],
+            d.get("meta"), d.get("inputDrvs"), d.get("constituents"),
+        )
+    if "error" in d:
+        return Error(d["attr"], path, d["error"], bool(d.get("fatal", False)))
+    if "attrs" in d:
+        return Attrset(d["attr"], path, list(d["attrs"]))
+    raise ValueError(f"not an evix event: {sorted(d)}")
+
+
+def event_to_json(e: Event) -> dict[str, Any]:
+    """The JSON object of an event, in the printed key order."""
+    base: dict[str, Any] = {"attr": e.attr, "attrPath": list(e.attr_path)}
+    if isinstance(e, Derivation):
+        base.update(name=e.name, system=e.system, drvPath=e.drv_path, outputs=e.outputs)
+        if e.meta is not None:
+            base["meta"] = e.meta
+        if e.input_drvs is not None:
+            base["inputDrvs"] = e.input_drvs
+        if e.constituents is not None:
+            base["constituents"] = e.constituents
+    elif isinstance(e, Error):
+        base.update(error=e.error, fatal=e.fatal)
+    else:
+        base["attrs"] = e.attrs
+    return base

@@ -1,0 +1,89 @@
+"""Filters over a warm derivation graph (`evix query`, `Session.query_snapshot`, RPC `query`)."""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from .events import parse_attr
+
+
+@dataclass(frozen=True)
+class Filter:
+    """A derivation matches when it passes every given criterion (each a list: any of them).
+
+    systems: exact `system`; attr_prefix: path prefixes, element-wise ("a.b" matches "a.b.c",
+    not "a.bc"); names: exact derivation `name`; drv_paths: exact `drvPath`; attr_globs:
+    shell patterns over `attr` ("*" crosses dots).
+    """
+
+    systems: tuple[str, ...] | None = None
+    attr_prefix: tuple[str, ...] | None = None
+    names: tuple[str, ...] | None = None
+    drv_paths: tuple[str, ...] | None = None
+    attr_globs: tuple[str, ...] | None = None
+
+    def compile(self) -> CompiledFilter:
+        return CompiledFilter(self)
+
+    def to_json(self) -> dict[str, Any]:
+        out = {}
+        for key, value in (("systems", self.systems), ("attrPrefix", self.attr_prefix), ("names", self.names),
+                           ("drvPaths", self.drv_paths), ("attrGlobs", self.attr_globs)):
+            if value is not None:
+                out[key] = list(value)
+        return out
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any] | None) -> Filter:
+        d = d or {}
+        if not isinstance(d, dict):
+            raise ValueError("filter must be a JSON object")
+        keys = {"systems": "systems", "attrPrefix": "attr_prefix", "names": "names", "drvPaths": "drv_paths",
+                "attrGlobs": "attr_globs"}
+        unknown = sorted(set(d) - set(keys))
+        if unknown:
+            raise ValueError(f"unknown filter field(s): {', '.join(unknown)}")
+        kw = {}
+        for key, name in keys.items():
+            v = d.get(key)
+            if v is None:
+                continue
+            if isinstance(v, str):
+                v = [v]
+            if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
+                raise ValueError(f"filter field {key} must be a list of strings")
+            kw[name] = tuple(v)
+        return cls(**kw)
+
+
+class CompiledFilter:
+    """A Filter prepared for matching many records quickly."""
+
+    def __init__(self, f: Filter) -> None:
+        self.systems = frozenset(f.systems) if f.systems is not None else None
+        self.prefixes = [tuple(parse_attr(p)) for p in f.attr_prefix] if f.attr_prefix is not None else None
+        self.names = frozenset(f.names) if f.names is not None else None
+        self.drv_paths = frozenset(f.drv_paths) if f.drv_paths is not None else None
+        self.glob = (
+            re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in f.attr_globs)) if f.attr_globs else None
+        )
+        self.empty_globs = f.attr_globs is not None and not f.attr_globs
+        self.is_everything = all(x is None for x in (self.systems, self.prefixes, self.names, self.drv_paths)) and not (
+            self.glob or self.empty_globs
+        )
+
+    def matches(self, attr: str, attr_path: tuple[str, ...], name: str, system: str, drv_path: str) -> bool:
+        if self.systems is not None and system not in self.systems:
+            return False
+        if self.names is not None and name not in self.names:
+            return False
+        if self.drv_paths is not None and drv_path not in self.drv_paths:
+            return False
+        if self.prefixes is not None and not any(attr_path[: len(p)] == p for p in self.prefixes):
+            return False
+        if self.empty_globs or (self.glob is not None and not self.glob.match(attr)):
+            return False
+        return True

@@ -1,0 +1,174 @@
+"""Framing and typed messages of the worker protocol (schema/worker.capnp).
+
+Cap'n Proto readers never leave this module: callers get frozen dataclasses. Frames are
+the standard stream framing, whose length is known from the segment table, so a reader
+needs no extra length prefix.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PROTOCOL_VERSION = 1
+MAX_FRAME_BYTES = 1 << 30
+_TRAVERSAL_LIMIT_WORDS = MAX_FRAME_BYTES // 8
+
+_schema: Any = None
+
+
+def schema() -> Any:
+    """The loaded schema; loaded once, from one place (loading it twice aborts the process)."""
+    global _schema
+    if _schema is None:
+        import capnp  # ~50 ms: only processes that speak to workers pay for it
+
+        capnp.remove_import_hook()
+        _schema = capnp.load(str(Path(__file__).with_name("schema") / "worker.capnp"))
+    return _schema
+
+
+class ProtocolError(Exception):
+    """A peer sent something that is not a valid message of this protocol or version."""
+
+
+# ---- framing --------------------------------------------------------------------------
+def header_size(first_word: bytes) -> int:
+    """Bytes of the segment table, given the frame's first 4 bytes."""
+    (segments_minus_one,) = struct.unpack_from("<I", first_word)
+    n = segments_minus_one + 1
+    if n > 512:
+        raise ProtocolError(f"implausible segment count {n}")
+    return (4 + 4 * n + 7) & ~7
+
+
+def frame_size(header: bytes) -> int:
+    """Total frame length in bytes, given its whole segment table."""
+    (segments_minus_one,) = struct.unpack_from("<I", header)
+    sizes = struct.unpack_from(f"<{segments_minus_one + 1}I", header, 4)
+    total = len(header) + 8 * sum(sizes)
+    if total > MAX_FRAME_BYTES:
+        raise ProtocolError(f"frame of {total} bytes exceeds the limit of {MAX_FRAME_BYTES}")
+    return total
+
+
+# ---- messages -------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Setup:
+    protocol_version: int
+    config: bytes
+    max_memory_mb: int
+
+
+@dataclass(frozen=True)
+class Work:
+    batch: int
+    items: bytes
+
+
+@dataclass(frozen=True)
+class Shutdown:
+    pass
+
+
+@dataclass(frozen=True)
+class Ready:
+    protocol_version: int
+    nix_version: str
+    pid: int
+
+
+@dataclass(frozen=True)
+class Result:
+    batch: int
+    events: bytes
+    expansions: bytes
+    done: int
+    derivations: int
+    errors: int
+    restart: bool
+    peak_rss_kib: int
+
+
+@dataclass(frozen=True)
+class Fatal:
+    message: str
+
+
+Request = Setup | Work | Shutdown
+Response = Ready | Result | Fatal
+
+
+def encode_request(msg: Request) -> bytes:
+    s = schema()
+    m = s.Request.new_message()
+    if isinstance(msg, Setup):
+        b = m.init("setup")
+        b.protocolVersion = msg.protocol_version
+        b.config = msg.config
+        b.maxMemoryMb = msg.max_memory_mb
+    elif isinstance(msg, Work):
+        b = m.init("work")
+        b.batch = msg.batch
+        b.items = msg.items
+    else:
+        m.shutdown = None
+    return m.to_bytes()
+
+
+def encode_response(msg: Response) -> bytes:
+    s = schema()
+    m = s.Response.new_message()
+    if isinstance(msg, Ready):
+        b = m.init("ready")
+        b.protocolVersion = msg.protocol_version
+        b.nixVersion = msg.nix_version
+        b.pid = msg.pid
+    elif isinstance(msg, Result):
+        b = m.init("result")
+        b.batch = msg.batch
+        b.events = msg.events
+        b.expansions = msg.expansions
+        b.done = msg.done
+        b.derivations = msg.derivations
+        b.errors = msg.errors
+        b.restart = msg.restart
+        b.peakRssKib = msg.peak_rss_kib
+    else:
+        m.fatal = msg.message
+    return m.to_bytes()
+
+
+def decode_request(frame: bytes) -> Request:
+    try:
+        with schema().Request.from_bytes(frame, traversal_limit_in_words=_TRAVERSAL_LIMIT_WORDS) as m:
+            which = m.which()
+            if which == "setup":
+                b = m.setup
+                return Setup(b.protocolVersion, bytes(b.config), b.maxMemoryMb)
+            if which == "work":
+                return Work(m.work.batch, bytes(m.work.items))
+            return Shutdown()
+    except ProtocolError:
+        raise
+    except Exception as e:
+        raise ProtocolError(f"malformed request: {e}") from e
+
+
+def decode_response(frame: bytes) -> Response:
+    try:
+        with schema().Response.from_bytes(frame, traversal_limit_in_words=_TRAVERSAL_LIMIT_WORDS) as m:
+            which = m.which()
+            if which == "ready":
+                b = m.ready
+                return Ready(b.protocolVersion, b.nixVersion, b.pid)
+            if which == "result":
+                b = m.result
+                return Result(
+                    b.batch, bytes(b.events), bytes(b.expansions), b.done, b.derivations, b.errors, b.restart, b.peakRssKib
+                )
+            return Fatal(m.fatal)
+    except Exception as e:
+        raise ProtocolError(f"malformed response: {e}") from e
