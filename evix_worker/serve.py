@@ -60,7 +60,13 @@ def write_all(fd: int, data: bytes) -> None:
 
 
 def serve(in_fd: int, out_fd: int) -> int:
-    """Answers setup, work and shutdown until shutdown or EOF; returns the exit code."""
+    """Answers setup, work and shutdown until shutdown or EOF; returns the exit code.
+
+    Nix is initialised before waiting for setup, so an idle worker in a pool is truly warm.
+    """
+    import nixffi
+
+    nixffi.init()
     try:
         setup = wire.decode_request(read_frame(in_fd))
     except EOFError:
@@ -78,7 +84,6 @@ def serve(in_fd: int, out_fd: int) -> int:
     except (LoadError, ConfigError) as e:
         write_all(out_fd, wire.encode_response(wire.Fatal(str(e))))
         return 1
-    import nixffi
 
     write_all(out_fd, wire.encode_response(wire.Ready(wire.PROTOCOL_VERSION, nixffi.nix_version(), os.getpid())))
     evaluator = Evaluator(loaded.root, config, setup.max_memory_mb)

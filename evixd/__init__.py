@@ -17,6 +17,7 @@ from ._errors import SessionError as SessionError
 from ._errors import WorkerStartError as WorkerStartError
 from ._graph import Diff as Diff
 from ._graph import Graph as Graph
+from ._pool import WorkerPool as WorkerPool
 from ._scheduler import Scheduler as Scheduler
 from ._scheduler import Summary as Summary
 from ._session import Session as Session

@@ -31,6 +31,7 @@ from protocol.config import ConfigError, EvalConfig
 from protocol.events import format_attr
 
 from ._errors import InputError, WorkerStartError
+from ._pool import WorkerPool
 from ._worker_process import WorkerDied, WorkerProcess
 
 log = logging.getLogger("evix.scheduler")
@@ -120,11 +121,14 @@ def _flat(batch: list[Chunk]) -> list[tuple[tuple[str, ...], str | None]]:
 class Scheduler:
     """Runs one evaluation of `config` and streams its events to `sink`."""
 
-    def __init__(self, config: EvalConfig, sink: EventSink, *, progress: bool | None = None) -> None:
+    def __init__(
+        self, config: EvalConfig, sink: EventSink, *, progress: bool | None = None, pool: WorkerPool | None = None
+    ) -> None:
         if config.workers < 1:
             raise ConfigError("--workers must be at least 1 (remote workers are not available yet)")
         self.config = config
         self.sink = sink
+        self.pool = pool
         self.queue = _Queue()
         self.summary = Summary()
         self.progress = sys.stderr.isatty() if progress is None else progress
@@ -200,9 +204,12 @@ class Scheduler:
                 await worker.close()
 
     async def _start_worker(self, nursery: trio.Nursery) -> WorkerProcess:
-        worker = WorkerProcess(list(self.config.worker_command) if self.config.worker_command else None)
         self.summary.workers_started += 1
-        await worker.start(nursery)
+        if self.pool is not None:
+            worker = await self.pool.acquire()
+        else:
+            worker = WorkerProcess(list(self.config.worker_command) if self.config.worker_command else None)
+            await worker.start(nursery)
         try:
             await worker.setup(self.config, self.config.max_memory_mb)
         except BaseException:

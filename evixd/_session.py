@@ -22,22 +22,26 @@ from protocol.query import Filter
 
 from ._errors import SessionError
 from ._graph import Diff, Graph, diff_graphs
+from ._pool import WorkerPool
 from ._scheduler import EventSink, Scheduler, Summary
 
 
 class Session:
     """One evaluation config and its warm graph. Not safe for concurrent evaluations."""
 
-    def __init__(self, config: EvalConfig) -> None:
+    def __init__(self, config: EvalConfig, pool: WorkerPool | None = None) -> None:
         self.config = config
+        self.pool = pool
         self.graph: Graph | None = None
         self.last_summary: Summary | None = None
         self._streamed = False
 
     @classmethod
-    async def open(cls, config: EvalConfig, cwd: str | None = None) -> Session:
-        """Validates `config` and resolves its local paths (against `cwd`); nothing is evaluated yet."""
-        return cls(config.validate().resolved(cwd))
+    async def open(cls, config: EvalConfig, cwd: str | None = None, pool: WorkerPool | None = None) -> Session:
+        """Validates `config` and resolves its local paths (against `cwd`); nothing is evaluated yet.
+
+        With a running `pool` (see WorkerPool), workers come from it instead of being spawned."""
+        return cls(config.validate().resolved(cwd), pool)
 
     @property
     def key(self) -> str:
@@ -52,7 +56,7 @@ class Session:
             if sink is not None:
                 sink(data)
 
-        summary = await Scheduler(self.config, collect, progress=progress).run()
+        summary = await Scheduler(self.config, collect, progress=progress, pool=self.pool).run()
         self.graph, self.last_summary = graph, summary
         return summary
 

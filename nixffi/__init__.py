@@ -10,6 +10,7 @@ an unregistered thread.
 """
 
 from ._native import has_function as has_function
+from ._native import init as init
 from .errors import NixError as NixError
 from .errors import NixUnavailableError as NixUnavailableError
 from .flake import load_flake as load_flake
