@@ -33,4 +33,9 @@ def run_local_eval(config: EvalConfig) -> int:
         )
         return 0
 
-    return trio.run(main)
+    try:
+        return trio.run(main)
+    except BaseExceptionGroup as group:  # trio groups what its nurseries raise
+        if group.subgroup(KeyboardInterrupt) is not None:
+            raise KeyboardInterrupt from None
+        raise

@@ -59,7 +59,7 @@ class Evaluator:
                 self._root_item(path, out)
                 index += 1
                 out.done = index
-                if peak_rss_kib() > self.limit_kib:
+                if out.restart or peak_rss_kib() > self.limit_kib:
                     out.restart = True
                     return out
                 continue
@@ -78,7 +78,7 @@ class Evaluator:
                 self._child(parent_value, path, prefix, name, out)
                 index += 1
                 out.done = index
-                if peak_rss_kib() > self.limit_kib:
+                if out.restart or peak_rss_kib() > self.limit_kib:
                     out.restart = True
                     return out
         return out
@@ -95,11 +95,8 @@ class Evaluator:
     def _root_item(self, path: tuple[str, ...], out: BatchOutcome) -> None:
         attr = format_attr(path)
         try:
-            v = self._set_at(path)
-            t = v.type
-            if t != ATTRS:
-                self._error(path, attr, f"error: the root is a {t.name.lower()}, not an attribute set", out)
-            elif self._is_derivation(v):
+            v = self._set_at(path)  # an attribute set: the loader checked
+            if self._is_derivation(v):
                 self._derivation(v, path, attr, out)
             else:
                 self._attrset(v, path, attr, out)
@@ -143,6 +140,10 @@ class Evaluator:
             out.expansions.append([path, names])
 
     def _error(self, path: tuple[str, ...], attr: str, message: str, out: BatchOutcome) -> None:
+        if "std::bad_alloc" in message:  # the GC heap cap: this worker's heap is spent
+            message = (f"out of memory: evaluating this attribute passed the worker memory limit "
+                       f"(--max-memory {self.limit_kib >> 10} MiB); Nix said: {message}")
+            out.restart = True
         out.errors += 1
         out.events.append(orjson.dumps({"attr": attr, "attrPath": path, "error": message, "fatal": False}))
 

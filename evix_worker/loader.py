@@ -70,7 +70,8 @@ def load(config: EvalConfig) -> Loaded:
             root = state.auto_call(state.eval_file(config.file), args, base_dir)
         else:
             root = state.auto_call(state.eval_string(config.expr or "", base_dir), args, base_dir)
-        root.force()
+        if root.type != nixffi.ValueType.ATTRS:
+            raise LoadError(f"{config.describe()} evaluates to a {root.type.name.lower()}, not an attribute set")
     except nixffi.NixError as e:
         raise LoadError(f"cannot load {config.describe()}:\n{e.message}") from e
     return Loaded(state, root)

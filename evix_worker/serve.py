@@ -80,6 +80,7 @@ def serve(in_fd: int, out_fd: int) -> int:
         return 2
     try:
         config = EvalConfig.from_json(orjson.loads(setup.config))
+        nixffi.limit_gc_heap(setup.max_memory_mb << 20)
         loaded = load(config)
     except (LoadError, ConfigError) as e:
         write_all(out_fd, wire.encode_response(wire.Fatal(str(e))))

@@ -150,18 +150,20 @@ class WorkerProcess:
         self.batches += 1
         self._killed_for = None
         struct.pack_into("<QQ", self._progress, 0, 0, 0)
-        try:
-            await self._send(wire.Work(batch, items))
-            async with trio.open_nursery() as nursery:
-                nursery.start_soon(self._watchdog, batch, timeout, max_memory_mb)
-                try:
-                    frame = await self._reader.read()
-                finally:
-                    nursery.cancel_scope.cancel()
-        except (EOFError, trio.BrokenResourceError, trio.ClosedResourceError):
+        frame: bytes | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._watchdog, batch, timeout, max_memory_mb)
+            try:
+                await self._send(wire.Work(batch, items))
+                frame = await self._reader.read()
+            except (EOFError, trio.BrokenResourceError, trio.ClosedResourceError):
+                pass
+            finally:
+                nursery.cancel_scope.cancel()
+        if frame is None:
             in_flight = self._in_flight(batch)
             await self._reap()
-            raise WorkerDied(self._killed_for or self._exit_description(), in_flight) from None
+            raise WorkerDied(self._killed_for or self._exit_description(), in_flight)
         reply = wire.decode_response(frame)
         if not isinstance(reply, wire.Result) or reply.batch != batch:
             raise WorkerDied(f"protocol error: unexpected answer {type(reply).__name__}", self._in_flight(batch))

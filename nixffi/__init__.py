@@ -18,6 +18,7 @@ from .settings import apply_setting as apply_setting
 from .settings import enable_experimental_features as enable_experimental_features
 from .settings import enable_flakes as enable_flakes
 from .settings import get_setting as get_setting
+from .settings import limit_gc_heap as limit_gc_heap
 from .settings import nix_version as nix_version
 from .settings import set_setting as set_setting
 from .state import AutoArg as AutoArg

@@ -113,6 +113,7 @@ HELPERS_CDEF = """
 typedef struct { char * data; size_t len; size_t cap; } evix_buf;
 void evix_buf_set(const char * start, unsigned int n, void * user_data);
 void evix_buf_release(evix_buf * buf);
+void evix_gc_set_max_heap_size(size_t bytes);
 """
 HELPERS_SOURCE = r"""
 #include <stdlib.h>
@@ -132,6 +133,10 @@ static void evix_buf_set(const char * start, unsigned int n, void * user_data) {
     b->len = n;
 }
 static void evix_buf_release(evix_buf * buf) { free(buf->data); buf->data = NULL; buf->cap = buf->len = 0; }
+/* Boehm GC, which libnixexpr links: a heap cap makes an over-large allocation fail (Nix
+   throws std::bad_alloc) instead of growing until the kernel kills the process. */
+extern void GC_set_max_heap_size(size_t n);
+static void evix_gc_set_max_heap_size(size_t bytes) { GC_set_max_heap_size(bytes); }
 """
 
 
@@ -183,7 +188,7 @@ def make_ffibuilder() -> FFI:
         "#include <stdbool.h>\n" + "".join(f"#include <{h}>\n" for h in HEADERS) + HELPERS_SOURCE,
         extra_compile_args=[f for f in cflags if not f.startswith("-I")] + ["-O2", "-Wno-deprecated-declarations"],
         include_dirs=include_dirs,
-        libraries=[f[2:] for f in libs if f.startswith("-l")],
+        libraries=[f[2:] for f in libs if f.startswith("-l")] + ["gc"],
         library_dirs=lib_dirs,
         runtime_library_dirs=lib_dirs,
     )

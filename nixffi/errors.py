@@ -21,5 +21,11 @@ class NixError(Exception):
         self.code = code
 
 
+    @property
+    def out_of_memory(self) -> bool:
+        """True when Nix could not allocate (the heap cap of `limit_gc_heap` was reached)."""
+        return "bad_alloc" in self.message or "bad_alloc" in self.error_type
+
+
 class NixUnavailableError(ImportError):
     """The compiled bindings are missing: the Nix C API was not found when nixffi was built."""

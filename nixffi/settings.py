@@ -71,6 +71,13 @@ def enable_flakes() -> None:
     _flakes_ready = True
 
 
+def limit_gc_heap(max_bytes: int) -> None:
+    """Caps Nix's garbage-collected heap: past it an allocation fails with Nix's
+    `std::bad_alloc` error instead of the process growing without bound."""
+    init()
+    lib.evix_gc_set_max_heap_size(max_bytes)
+
+
 def nix_version() -> str:
     """The version of the Nix libraries in use, e.g. '2.26.3'."""
     from ._native import ffi

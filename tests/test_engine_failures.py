@@ -1,0 +1,153 @@
+"""One broken attribute is one error event: Nix errors, dead workers, timeouts, Ctrl-C."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from evix_helpers import FIXTURES, REPO, evix_command, run_evix
+
+BROKEN = FIXTURES / "broken.nix"
+GOOD = {"good1", "good3", "nested.good2", "badMeta"}
+
+# ~4 s of CPU in Nix with modest memory: long enough to be caught in flight.
+SLOW = (
+    "let list = builtins.genList (x: x * 7919 - (x / 3) * 5) 200000; in "
+    "builtins.foldl' (acc: i: acc + builtins.length (builtins.sort (a: b: a > b) list)) 0 (builtins.genList (x: x) 40)"
+)
+
+
+# ~1.5 GB if nothing stops it.
+HOG = "builtins.length (builtins.genList (i: { x = i; y = [ i ]; }) 6000000)"
+
+
+def _fixture(tmp_path: Path, middle: str) -> Path:
+    """a, the given attribute `middle` (an expression for a name suffix), z."""
+    f = tmp_path / "fixture.nix"
+    f.write_text(
+        "let mk = name: derivation { inherit name; system = \"x86_64-linux\"; builder = \"/bin/sh\"; }; in {\n"
+        '  a = mk "a";\n'
+        f'  middle = mk "middle-${{toString ({middle})}}";\n'
+        '  z = mk "z";\n'
+        "}\n"
+    )
+    return f
+
+
+@pytest.fixture(scope="module")
+def broken_run():
+    run = run_evix("--file", str(BROKEN), "--workers", "2")
+    assert run.code == 0, run.stderr
+    return run
+
+
+@pytest.mark.parametrize(
+    "attr, words",
+    [
+        ("thrown", "this package is broken on purpose"),
+        ("aborted", "aborting on purpose"),
+        ("asserted", "the assertion '(1 == 2)'"),
+        ("loop", "infinite recursion encountered"),
+        ("deepRecursion", "max-call-depth exceeded"),
+        ("missing", "attribute 'doesNotExist' missing"),
+        ("typeError", "cannot add a string to an integer"),
+        ("nested.bad", "nested failure"),
+    ],
+)
+def test_nix_errors_land_on_their_attribute(broken_run, attr, words):
+    event = broken_run.errors()[attr]
+    assert words in event["error"]
+    assert event["fatal"] is False
+    assert event["attrPath"] == attr.split(".")
+
+
+def test_good_derivations_survive_broken_neighbours(broken_run):
+    assert set(broken_run.derivations()) == GOOD
+    assert len(broken_run.errors()) == 8
+
+
+def _worker_pids(parent: psutil.Process) -> list[int]:
+    return [c.pid for c in parent.children(recursive=True) if "evix_worker" in " ".join(c.cmdline())]
+
+
+def _start(*args: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        evix_command("eval", "--no-daemon", *args),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+
+
+def _wait_for_workers(proc: subprocess.Popen, n: int = 1, settle: float = 1.5) -> list[int]:
+    parent = psutil.Process(proc.pid)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        pids = _worker_pids(parent)
+        if len(pids) >= n:
+            time.sleep(settle)  # let the quick attributes finish: the slow one is in flight
+            return _worker_pids(parent)
+        time.sleep(0.05)
+    raise AssertionError("no worker started")
+
+
+@pytest.mark.parametrize("sig, words", [(signal.SIGSEGV, "SIGSEGV"), (signal.SIGKILL, "SIGKILL"), (signal.SIGABRT, "SIGABRT")])
+def test_a_crashed_worker_costs_only_its_attribute(tmp_path, sig, words):
+    f = _fixture(tmp_path, SLOW)
+    proc = _start("--file", str(f))
+    try:
+        (pid, *_) = _wait_for_workers(proc)
+        os.kill(pid, sig)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    import json
+
+    events = {e["attr"]: e for e in map(json.loads, out.splitlines())}
+    assert proc.returncode == 0, err
+    assert words in events["middle"]["error"] and "worker killed" in events["middle"]["error"]
+    assert {"a", "z"} <= {a for a, e in events.items() if "drvPath" in e}
+
+
+def test_a_worker_over_max_memory_is_killed_and_replaced(tmp_path):
+    f = _fixture(tmp_path, HOG)
+    run = run_evix("--file", str(f), "--max-memory", "300", "--workers", "2")
+    assert run.code == 0, run.stderr
+    assert "memory limit" in run.errors()["middle"]["error"]
+    assert {"a", "z"} <= set(run.derivations())
+
+
+def test_per_item_timeout(tmp_path):
+    f = _fixture(tmp_path, SLOW)
+    run = run_evix("--file", str(f), "--timeout", "1")
+    assert run.code == 0, run.stderr
+    assert "timed out after 1 s" in run.errors()["middle"]["error"]
+    assert {"a", "z"} <= set(run.derivations())
+
+
+def test_ctrl_c_stops_cleanly_and_leaves_no_worker(tmp_path):
+    f = _fixture(tmp_path, SLOW)
+    proc = _start("--file", str(f), "--workers", "2")
+    try:
+        pids = _wait_for_workers(proc, 2, settle=0.5)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    time.sleep(0.2)
+    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+
+
+def test_an_input_that_cannot_load_is_fatal():
+    run = run_evix("--expr", 'throw "no input here"')
+    assert run.code == 1
+    assert "no input here" in run.stderr and "Traceback" not in run.stderr
+    run = run_evix("--expr", "42")
+    assert run.code == 1 and "evaluates to a int, not an attribute set" in run.stderr
