@@ -1,0 +1,56 @@
+"""The dependency direction of the packages, as the design says."""
+
+from __future__ import annotations
+
+import ast
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from evix_helpers import REPO
+
+PACKAGES = ["nixffi", "evix_worker", "protocol", "evixd", "evix_client"]
+
+
+def _imports(package: str) -> set[str]:
+    found = set()
+    for path in (REPO / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {a.name.split(".")[0] for a in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module.split(".")[0])
+    return found
+
+
+def test_only_nixffi_touches_cffi():
+    for package in PACKAGES:
+        if package != "nixffi":
+            assert "cffi" not in _imports(package), package
+
+
+def test_protocol_imports_neither_trio_nor_cffi_nor_nix():
+    assert not {"trio", "cffi", "nixffi", "evixd", "evix_worker"} & _imports("protocol")
+
+
+def test_only_the_worker_imports_nixffi():
+    for package in ("protocol", "evixd", "evix_client"):
+        assert "nixffi" not in _imports(package), package
+
+
+def _modules_after(statement: str) -> set[str]:
+    code = f"{statement}\nimport sys; print(' '.join(sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env=dict(os.environ, PYTHONPATH=str(REPO)))
+    return set(out.stdout.split())
+
+
+def test_the_engine_never_loads_nix_in_process():
+    loaded = _modules_after("import evixd, evixd._session, evixd._scheduler")
+    assert not {"nixffi", "cffi", "_cffi_backend"} & loaded
+
+
+def test_the_cli_module_is_light():
+    loaded = _modules_after("import evix_client.main")
+    assert not {"trio", "cffi", "capnp", "nixffi", "evixd"} & loaded

@@ -1,0 +1,73 @@
+"""The library API: Session.open / stream / query_snapshot / diff_once, and the embedder entry."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from evix_helpers import FIXTURES, REPO
+from evixd import Session, SessionError
+from protocol.config import EvalConfig
+from protocol.events import Attrset, Derivation, Error
+from protocol.query import Filter
+
+MK = 'mk = name: derivation { inherit name; system = "x86_64-linux"; builder = "/bin/sh"; };'
+
+
+def _write(path: Path, body: str) -> None:
+    path.write_text(f"let {MK} in {{ {body} }}")
+
+
+async def test_stream_query_and_diff(tmp_path: Path):
+    f = tmp_path / "jobs.nix"
+    _write(f, 'a = mk "a"; b = mk "b"; s = { recurseForDerivations = true; c = mk "c"; }; bad = throw "no";')
+    session = await Session.open(EvalConfig(file=str(f), workers=2))
+    with pytest.raises(SessionError):
+        await session.query_snapshot()
+    events = []
+    async with contextlib.aclosing(session.stream()) as stream:
+        async for event in stream:
+            events.append(event)
+    kinds = {type(e) for e in events}
+    assert kinds == {Derivation, Attrset, Error}
+    assert {e.attr for e in events if isinstance(e, Derivation)} == {"a", "b", "s.c"}
+    assert [e.attr for e in events if isinstance(e, Error)] == ["bad"]
+    with pytest.raises(SessionError):
+        async for _ in session.stream():
+            pass
+
+    assert [d.attr for d in await session.query_snapshot()] == ["a", "b", "s.c"]
+    assert [d.attr for d in await session.query_snapshot(Filter(attr_prefix=("s",)))] == ["s.c"]
+    assert [d.attr for d in await session.query_snapshot(Filter(names=("b",)))] == ["b"]
+    assert await session.query_snapshot(Filter(systems=("aarch64-linux",))) == []
+    old_a = next(d for d in await session.query_snapshot() if d.attr == "a").drv_path
+
+    _write(f, 'a = mk "a2"; s = { recurseForDerivations = true; c = mk "c"; }; d = mk "d";')
+    diff = (await session.diff_once()).to_json()
+    assert [x["attr"] for x in diff["added"]] == ["d"]
+    assert [x["attr"] for x in diff["removed"]] == ["b"]
+    assert [(x["attr"], x["oldDrvPath"]) for x in diff["changed"]] == [("a", old_a)]
+    assert diff["errors"] == []
+    assert [d.attr for d in await session.query_snapshot()] == ["a", "d", "s.c"]
+
+
+async def test_session_key_ignores_how_but_not_what():
+    a = await Session.open(EvalConfig(file=str(FIXTURES / "jobs.nix"), workers=1, max_memory_mb=100))
+    b = await Session.open(EvalConfig(file=str(FIXTURES / "jobs.nix"), workers=4, item_timeout=3))
+    c = await Session.open(EvalConfig(file=str(FIXTURES / "jobs.nix"), meta=True))
+    assert a.key == b.key != c.key
+
+
+def test_embedder_hosts_its_own_workers():
+    out = subprocess.run(
+        [sys.executable, str(FIXTURES / "embedder.py"), str(FIXTURES / "jobs.nix")],
+        capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(REPO)),
+    )
+    assert out.returncode == 0, out.stderr
+    derivations, workers = map(int, out.stdout.split())
+    assert derivations >= 10 and workers == 2
