@@ -18,6 +18,7 @@ import orjson
 
 import nixffi
 from nixffi import NixError, ValueType
+from nixffi.traverse import Kind, classify, classify_child, derivation_json
 from protocol.config import EvalConfig
 from protocol.events import format_attr, quote_attr
 
@@ -96,7 +97,7 @@ class Evaluator:
         attr = format_attr(path)
         try:
             v = self._set_at(path)  # an attribute set: the loader checked
-            if self._is_derivation(v):
+            if classify(v, self.expand_all) == Kind.DERIVATION:
                 self._derivation(v, path, attr, out)
             else:
                 self._attrset(v, path, attr, out)
@@ -104,33 +105,16 @@ class Evaluator:
             self._error(path, attr, e.message, out)
 
     def _child(self, parent: nixffi.Value, path: tuple[str, ...], prefix: str, name: str, out: BatchOutcome) -> None:
-        child_path = path + (name,)
-        attr = prefix + quote_attr(name)
         try:
-            v = parent.get(name)
-            if v.type != ATTRS:
-                return
-            if self._is_derivation(v):
-                self._derivation(v, child_path, attr, out)
-            elif self.expand_all or self._wants_recursion(v):
+            kind, v = classify_child(parent, name.encode("utf-8", "surrogateescape"), self.expand_all)
+            if kind == Kind.DERIVATION:
+                self._derivation(v, path + (name,), prefix + quote_attr(name), out)
+            elif kind == Kind.TRAVERSE:
+                child_path = path + (name,)
                 self.sets[child_path] = v
-                self._attrset(v, child_path, attr, out)
+                self._attrset(v, child_path, prefix + quote_attr(name), out)
         except NixError as e:
-            self._error(child_path, attr, e.message, out)
-
-    @staticmethod
-    def _is_derivation(v: nixffi.Value) -> bool:
-        if not v.has("type"):
-            return False
-        t = v.get("type")
-        return t.type == ValueType.STRING and t.as_str() == "derivation"
-
-    @staticmethod
-    def _wants_recursion(v: nixffi.Value) -> bool:
-        if not v.has("recurseForDerivations"):
-            return False
-        r = v.get("recurseForDerivations")
-        return r.type == ValueType.BOOL and r.as_bool()
+            self._error(path + (name,), prefix + quote_attr(name), e.message, out)
 
     # ---- events ---------------------------------------------------------------------------
     def _attrset(self, v: nixffi.Value, path: tuple[str, ...], attr: str, out: BatchOutcome) -> None:
@@ -148,52 +132,39 @@ class Evaluator:
         out.events.append(orjson.dumps({"attr": attr, "attrPath": path, "error": message, "fatal": False}))
 
     def _derivation(self, v: nixffi.Value, path: tuple[str, ...], attr: str, out: BatchOutcome) -> None:
-        drv_path = v.get("drvPath").as_str()
-        event: dict[str, Any] = {
-            "attr": attr,
-            "attrPath": path,
-            "name": v.get("name").as_str(),
-            "system": v.get("system").as_str() if v.has("system") else "unknown",
-            "drvPath": drv_path,
-            "outputs": self._outputs(v),
-        }
+        fields = derivation_json(v)
+        parts = [b'{"attr":', orjson.dumps(attr), b',"attrPath":', orjson.dumps(path), b",", fields]
         config = self.config
         if config.meta and v.has("meta"):
-            try:
-                meta = v.get("meta").to_python(lenient=True)
-                event["meta"] = orjson.loads(orjson.dumps(meta)) if meta is not None else None
-            except (NixError, TypeError, orjson.JSONEncodeError):
-                pass
-        if config.show_input_drvs:
-            event["inputDrvs"] = drvfile.read_input_drvs(drv_path)
-        constituents = self._constituents(v)
-        if constituents is not None:
-            event["constituents"] = constituents
-        if config.gc_roots_dir:
-            gcroots.add_root(config.gc_roots_dir, drv_path)
+            meta = self._meta(v)
+            if meta is not None:
+                parts += [b',"meta":', meta]
+        if config.show_input_drvs or config.gc_roots_dir:
+            drv_path = orjson.loads(b"{" + fields + b"}")["drvPath"]
+            if config.show_input_drvs:
+                parts += [b',"inputDrvs":', orjson.dumps(drvfile.read_input_drvs(drv_path))]
+            if config.gc_roots_dir:
+                gcroots.add_root(config.gc_roots_dir, drv_path)
+        if v.has("_hydraAggregate"):
+            constituents = self._constituents(v)
+            if constituents is not None:
+                parts += [b',"constituents":', orjson.dumps(constituents)]
+        parts.append(b"}")
         out.derivations += 1
-        out.events.append(orjson.dumps(event))
+        out.events.append(b"".join(parts))
 
     @staticmethod
-    def _outputs(v: nixffi.Value) -> dict[str, str | None]:
-        names = [o.as_str() for o in v.get("outputs")] if v.has("outputs") else ["out"]
-        outputs: dict[str, str | None] = {}
-        for name in names:
-            path = None
-            if v.has(name):
-                o = v.get(name)
-                if o.type == ATTRS and o.has("outPath"):
-                    p = o.get("outPath")
-                    if p.type == ValueType.STRING:
-                        path = p.as_str()
-            outputs[name] = path if path and path.startswith("/") else None
-        return outputs
+    def _meta(v: nixffi.Value) -> bytes | None:
+        """meta as JSON; the parts that fail to evaluate or are not JSON are left out."""
+        try:
+            meta = v.get("meta").to_python(lenient=True)
+            return orjson.dumps(meta) if meta is not None else None
+        except (NixError, TypeError, orjson.JSONEncodeError):
+            return None
 
     @staticmethod
     def _constituents(v: nixffi.Value) -> list[str] | None:
         """Hydra aggregates: drvPaths of derivation constituents, names of string ones."""
-        if not v.has("_hydraAggregate"):
-            return None
         flag = v.get("_hydraAggregate")
         if flag.type != ValueType.BOOL or not flag.as_bool() or not v.has("constituents"):
             return None

@@ -114,6 +114,10 @@ typedef struct { char * data; size_t len; size_t cap; } evix_buf;
 void evix_buf_set(const char * start, unsigned int n, void * user_data);
 void evix_buf_release(evix_buf * buf);
 void evix_gc_set_max_heap_size(size_t bytes);
+int evix_classify(nix_c_context * c, EvalState * st, nix_value * v, int force_recurse);
+int evix_classify_child(nix_c_context * c, EvalState * st, const nix_value * parent, const char * name,
+                        int force_recurse, nix_value ** out);
+int evix_derivation_json(nix_c_context * c, EvalState * st, const nix_value * v, evix_buf * b);
 """
 HELPERS_SOURCE = r"""
 #include <stdlib.h>
@@ -185,7 +189,10 @@ def make_ffibuilder() -> FFI:
     builder.cdef(TYPES + declared_functions(_header_text(include_dirs)) + HELPERS_CDEF)
     builder.set_source(
         "nixffi._nixlib",
-        "#include <stdbool.h>\n" + "".join(f"#include <{h}>\n" for h in HEADERS) + HELPERS_SOURCE,
+        "#include <stdbool.h>\n"
+        + "".join(f"#include <{h}>\n" for h in HEADERS)
+        + HELPERS_SOURCE
+        + Path(__file__).with_name("_traverse.c").read_text(),
         extra_compile_args=[f for f in cflags if not f.startswith("-I")] + ["-O2", "-Wno-deprecated-declarations"],
         include_dirs=include_dirs,
         libraries=[f[2:] for f in libs if f.startswith("-l")] + ["gc"],
