@@ -80,13 +80,17 @@ def serve(in_fd: int, out_fd: int) -> int:
         return 2
     try:
         config = EvalConfig.from_json(orjson.loads(setup.config))
-        nixffi.limit_gc_heap(setup.max_memory_mb << 20)
         loaded = load(config)
     except (LoadError, ConfigError) as e:
         write_all(out_fd, wire.encode_response(wire.Fatal(str(e))))
         return 1
 
     write_all(out_fd, wire.encode_response(wire.Ready(wire.PROTOCOL_VERSION, nixffi.nix_version(), os.getpid())))
+    # A backstop for allocations too fast for the master's RSS watchdog: past it Nix fails
+    # with std::bad_alloc on the attribute. Set after loading, so a small limit never stops
+    # the input from loading; recycling (peak RSS over the limit) stays the normal path.
+    limit = setup.max_memory_mb << 20
+    nixffi.limit_gc_heap(max(2 * limit, nixffi.gc_heap_size() + limit))
     evaluator = Evaluator(loaded.root, config, setup.max_memory_mb)
     progress = _Progress()
     while True:

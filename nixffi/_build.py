@@ -114,6 +114,7 @@ typedef struct { char * data; size_t len; size_t cap; } evix_buf;
 void evix_buf_set(const char * start, unsigned int n, void * user_data);
 void evix_buf_release(evix_buf * buf);
 void evix_gc_set_max_heap_size(size_t bytes);
+size_t evix_gc_heap_size(void);
 int evix_classify(nix_c_context * c, EvalState * st, nix_value * v, int force_recurse);
 int evix_classify_child(nix_c_context * c, EvalState * st, const nix_value * parent, const char * name,
                         int force_recurse, nix_value ** out);
@@ -140,7 +141,9 @@ static void evix_buf_release(evix_buf * buf) { free(buf->data); buf->data = NULL
 /* Boehm GC, which libnixexpr links: a heap cap makes an over-large allocation fail (Nix
    throws std::bad_alloc) instead of growing until the kernel kills the process. */
 extern void GC_set_max_heap_size(size_t n);
+extern size_t GC_get_heap_size(void);
 static void evix_gc_set_max_heap_size(size_t bytes) { GC_set_max_heap_size(bytes); }
+static size_t evix_gc_heap_size(void) { return GC_get_heap_size(); }
 """
 
 

@@ -78,6 +78,12 @@ def limit_gc_heap(max_bytes: int) -> None:
     lib.evix_gc_set_max_heap_size(max_bytes)
 
 
+def gc_heap_size() -> int:
+    """Bytes in Nix's garbage-collected heap now (it grows, it never shrinks by itself)."""
+    init()
+    return int(lib.evix_gc_heap_size())
+
+
 def nix_version() -> str:
     """The version of the Nix libraries in use, e.g. '2.26.3'."""
     from ._native import ffi

@@ -186,3 +186,30 @@ def test_usage_errors_are_clear():
     assert missing.code == 1 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
     syntax = run_evix("--expr", "{ a = ; }")
     assert syntax.code == 1 and "syntax error" in syntax.stderr
+
+
+def test_progress_line_only_on_a_terminal():
+    import pty
+
+    from evix_helpers import REPO, evix_command
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(evix_command("eval", "--no-daemon", "--file", str(FIXTURES / "broken.nix")),
+                            stdout=subprocess.PIPE, stderr=slave, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    os.close(slave)
+    out, _ = proc.communicate(timeout=60)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(master)
+    assert proc.returncode == 0
+    assert b"evix: " in seen and b"derivations" in seen and b"errors" in seen
+    assert b"\r" in seen  # one line, rewritten in place
+    assert b"derivations," not in out  # never on stdout
+    assert "derivations," not in run_evix("--file", str(FIXTURES / "broken.nix")).stderr

@@ -71,3 +71,15 @@ def test_embedder_hosts_its_own_workers():
     assert out.returncode == 0, out.stderr
     derivations, workers = map(int, out.stdout.split())
     assert derivations >= 10 and workers == 2
+
+
+async def test_workers_over_max_memory_are_recycled_without_losing_events():
+    normal = await Session.open(EvalConfig(file=str(FIXTURES / "jobs.nix")))
+    await normal.evaluate()
+    tiny = await Session.open(EvalConfig(file=str(FIXTURES / "jobs.nix"), max_memory_mb=1, workers=2))
+    summary = await tiny.evaluate()
+    assert summary.recycled >= 5 and summary.workers_started > 5
+    assert summary.errors == normal.last_summary.errors == 0
+    assert {a: r.drv_path for a, r in tiny.graph.derivations.items()} == {
+        a: r.drv_path for a, r in normal.graph.derivations.items()
+    }
