@@ -18,7 +18,7 @@ import orjson
 
 import nixffi
 from nixffi import NixError, ValueType
-from nixffi.traverse import Kind, classify, classify_child, derivation_json
+from nixffi.traverse import HAS_AGGREGATE, HAS_META, Kind, attr_names_json, classify, classify_child, derivation_json
 from protocol.config import EvalConfig
 from protocol.events import format_attr, quote_attr
 
@@ -30,7 +30,7 @@ ATTRS = ValueType.ATTRS
 @dataclass
 class BatchOutcome:
     events: list[bytes] = field(default_factory=list)
-    expansions: list[list[Any]] = field(default_factory=list)
+    expansions: list[bytes] = field(default_factory=list)  # JSON `[attrPath, [names]]` each
     done: int = 0
     derivations: int = 0
     errors: int = 0
@@ -118,10 +118,11 @@ class Evaluator:
 
     # ---- events ---------------------------------------------------------------------------
     def _attrset(self, v: nixffi.Value, path: tuple[str, ...], attr: str, out: BatchOutcome) -> None:
-        names = v.names()
-        out.events.append(orjson.dumps({"attr": attr, "attrPath": path, "attrs": names}))
-        if names:
-            out.expansions.append([path, names])
+        names = attr_names_json(v)
+        path_json = orjson.dumps(path)
+        out.events.append(b'{"attr":' + orjson.dumps(attr) + b',"attrPath":' + path_json + b',"attrs":' + names + b"}")
+        if names != b"[]":
+            out.expansions.append(b"[" + path_json + b"," + names + b"]")
 
     def _error(self, path: tuple[str, ...], attr: str, message: str, out: BatchOutcome) -> None:
         if "std::bad_alloc" in message:  # the GC heap cap: this worker's heap is spent
@@ -132,10 +133,10 @@ class Evaluator:
         out.events.append(orjson.dumps({"attr": attr, "attrPath": path, "error": message, "fatal": False}))
 
     def _derivation(self, v: nixffi.Value, path: tuple[str, ...], attr: str, out: BatchOutcome) -> None:
-        fields = derivation_json(v)
+        fields, flags = derivation_json(v)
         parts = [b'{"attr":', orjson.dumps(attr), b',"attrPath":', orjson.dumps(path), b",", fields]
         config = self.config
-        if config.meta and v.has("meta"):
+        if config.meta and flags & HAS_META:
             meta = self._meta(v)
             if meta is not None:
                 parts += [b',"meta":', meta]
@@ -145,7 +146,7 @@ class Evaluator:
                 parts += [b',"inputDrvs":', orjson.dumps(drvfile.read_input_drvs(drv_path))]
             if config.gc_roots_dir:
                 gcroots.add_root(config.gc_roots_dir, drv_path)
-        if v.has("_hydraAggregate"):
+        if flags & HAS_AGGREGATE:
             constituents = self._constituents(v)
             if constituents is not None:
                 parts += [b',"constituents":', orjson.dumps(constituents)]

@@ -107,5 +107,5 @@ def serve(in_fd: int, out_fd: int) -> int:
         outcome = evaluator.run(orjson.loads(msg.items), progress.mark)
         events = b"\n".join(outcome.events) + b"\n" if outcome.events else b""
         write_all(out_fd, wire.encode_response(wire.Result(
-            msg.batch, events, orjson.dumps(outcome.expansions), outcome.done, outcome.derivations,
+            msg.batch, events, b"[" + b",".join(outcome.expansions) + b"]", outcome.done, outcome.derivations,
             outcome.errors, outcome.restart, peak_rss_kib())))

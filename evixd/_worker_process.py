@@ -12,6 +12,7 @@ import collections
 import logging
 import mmap
 import os
+import resource
 import signal
 import struct
 import subprocess
@@ -41,6 +42,17 @@ class WorkerDied(Exception):
 
     reason: str
     in_flight: int | None
+
+
+WORKER_STACK_BYTES = 64 << 20  # as evix_worker.main.STACK_BYTES
+
+
+def _big_stack() -> None:
+    """In the child before exec: the stack Nix needs for deep recursion (see evix_worker.main)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+    if soft != resource.RLIM_INFINITY and soft < WORKER_STACK_BYTES:
+        want = WORKER_STACK_BYTES if hard == resource.RLIM_INFINITY else min(WORKER_STACK_BYTES, hard)
+        resource.setrlimit(resource.RLIMIT_STACK, (want, hard))
 
 
 def default_worker_command() -> list[str]:
@@ -102,6 +114,7 @@ class WorkerProcess:
             env=env,
             pass_fds=(self._progress_fd,),
             start_new_session=True,  # Ctrl-C reaches the master only; it stops the workers
+            preexec_fn=_big_stack,  # spares the worker re-executing itself for its stack
         )
         self._reader = _FrameReader(self.process.stdout)
         nursery.start_soon(self._forward_stderr)

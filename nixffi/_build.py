@@ -119,6 +119,7 @@ int evix_classify(nix_c_context * c, EvalState * st, nix_value * v, int force_re
 int evix_classify_child(nix_c_context * c, EvalState * st, const nix_value * parent, const char * name,
                         int force_recurse, nix_value ** out);
 int evix_derivation_json(nix_c_context * c, EvalState * st, const nix_value * v, evix_buf * b);
+int evix_attr_names_json(nix_c_context * c, EvalState * st, const nix_value * v, evix_buf * b);
 """
 HELPERS_SOURCE = r"""
 #include <stdlib.h>

@@ -7,6 +7,8 @@ unregistered thread), so one error context per process is enough.
 from __future__ import annotations
 
 import re
+import atexit
+from collections.abc import Callable
 from typing import Any
 
 from .errors import NixError, NixUnavailableError
@@ -21,8 +23,25 @@ except ImportError as e:  # pragma: no cover - depends on how the package was in
 
 __all__ = ["ffi", "lib", "ctx", "check", "raise_error", "read_string", "has_function", "init"]
 
-ctx = ffi.gc(lib.nix_c_context_create(), lib.nix_c_context_free)
-_scratch = ffi.gc(lib.nix_c_context_create(), lib.nix_c_context_free)  # for reading errors
+_alive = True
+
+
+@atexit.register
+def _process_ending() -> None:
+    global _alive
+    _alive = False
+
+
+def owned(ptr: Any, free: Callable[[Any], Any]) -> Any:
+    """`ptr`, freed with `free` when Python drops it, except while the interpreter shuts
+    down: then objects go in no particular order (a value after its eval state), and the
+    process is ending anyway."""
+    return ffi.gc(ptr, lambda p: free(p) if _alive else None)
+
+
+# Contexts live as long as the process.
+ctx = lib.nix_c_context_create()
+_scratch = lib.nix_c_context_create()  # for reading errors
 _buf = ffi.new("evix_buf *")
 STRING_CB = ffi.addressof(lib, "evix_buf_set")
 

@@ -114,8 +114,11 @@ static int evix_append_string_field(nix_c_context * c, EvalState * st, const nix
     return 0;
 }
 
-/* Appends `"name":…,"system":…,"drvPath":…,"outputs":{…}` of the derivation `v` to `b`.
- * drvPath is forced first, so an evaluation error of the derivation surfaces here. */
+enum { EVIX_HAS_META = 1, EVIX_HAS_AGGREGATE = 2 };
+
+/* Writes `"name":…,"system":…,"drvPath":…,"outputs":{…}` of the derivation `v` into `b`.
+ * drvPath is forced first, so an evaluation error of the derivation surfaces here.
+ * Returns -1 on error, else flags saying whether `meta` and `_hydraAggregate` exist. */
 static int evix_derivation_json(nix_c_context * c, EvalState * st, const nix_value * v, evix_buf * b) {
     b->len = 0;
     evix_buf drv = {0};
@@ -180,6 +183,34 @@ static int evix_derivation_json(nix_c_context * c, EvalState * st, const nix_val
     }
     evix_buf_release(&name);
     if (outputs) evix_release(outputs);
-    if (rc == 0) evix_buf_append(b, "}", 1);
-    return rc;
+    if (rc != 0) return rc;
+    evix_buf_append(b, "}", 1);
+    return (nix_has_attr_byname(c, v, st, "meta") ? EVIX_HAS_META : 0)
+         | (nix_has_attr_byname(c, v, st, "_hydraAggregate") ? EVIX_HAS_AGGREGATE : 0);
+}
+
+static int evix_strcmp(const void * a, const void * b) {
+    return strcmp(*(const char * const *) a, *(const char * const *) b);
+}
+
+/* The attribute names of the set `v` as a JSON array, sorted bytewise, into `b`. */
+static int evix_attr_names_json(nix_c_context * c, EvalState * st, const nix_value * v, evix_buf * b) {
+    b->len = 0;
+    unsigned int n = nix_get_attrs_size(c, v);
+    if (nix_err_code(c) != NIX_OK) return -1;
+    const char ** names = malloc((n ? n : 1) * sizeof * names);
+    if (!names) { nix_set_err_msg(c, NIX_ERR_UNKNOWN, "out of memory"); return -1; }
+    for (unsigned int i = 0; i < n; i++) {
+        names[i] = nix_get_attr_name_byidx(c, v, st, i);
+        if (!names[i]) { free(names); return -1; }
+    }
+    qsort(names, n, sizeof * names, evix_strcmp);
+    evix_buf_append(b, "[", 1);
+    for (unsigned int i = 0; i < n; i++) {
+        if (i) evix_buf_append(b, ",", 1);
+        evix_json_string(b, names[i], strlen(names[i]));
+    }
+    evix_buf_append(b, "]", 1);
+    free(names);
+    return 0;
 }

@@ -66,7 +66,7 @@ def enable_flakes() -> None:
     enable_experimental_features("nix-command", "flakes")
     from ._native import ffi
 
-    _flake_settings = ffi.gc(lib.nix_flake_settings_new(ctx), lib.nix_flake_settings_free)
+    _flake_settings = lib.nix_flake_settings_new(ctx)  # lives as long as the process
     check(lib.nix_flake_init_global(ctx, _flake_settings))
     _flakes_ready = True
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from ._native import check, ctx, ffi, init, lib, raise_error
+from ._native import check, ctx, ffi, init, lib, owned, raise_error
 from .store import Store
 from .value import Value, ValueType
 
@@ -50,7 +50,7 @@ class EvalState:
             ptr = lib.nix_state_create(ctx, c_path, store._ptr)
         if ptr == ffi.NULL:
             raise_error()
-        self._ptr = ffi.gc(ptr, lib.nix_state_free)
+        self._ptr = owned(ptr, lib.nix_state_free)
         self._builtins: Value | None = None
         self._helpers: dict[str, Value] = {}
 

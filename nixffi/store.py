@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ._native import ctx, ffi, init, lib, raise_error, read_string
+from ._native import ctx, ffi, init, lib, owned, raise_error, read_string
 
 
 class Store:
@@ -24,7 +24,7 @@ class Store:
         ptr = lib.nix_store_open(ctx, uri.encode() if uri else ffi.NULL, c_params)
         if ptr == ffi.NULL:
             raise_error()
-        self._ptr = ffi.gc(ptr, lib.nix_store_free)
+        self._ptr = owned(ptr, lib.nix_store_free)
 
     @property
     def uri(self) -> str:
