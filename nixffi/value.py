@@ -10,12 +10,14 @@ import enum
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._native import STRING_CB, _buf, check, ctx, ffi, lib, raise_error
+from ._native import STRING_CB, _buf, check, ctx, ffi, lib, owned, raise_error
 
 if TYPE_CHECKING:
     from .state import EvalState
 
-_release_ctx = ffi.gc(lib.nix_c_context_create(), lib.nix_c_context_free)
+# Lives as long as the process: at interpreter exit cffi runs the finalizers of one batch of
+# garbage in any order, so a freed context could still be handed to a Value's release.
+_release_ctx = lib.nix_c_context_create()
 
 
 def _release(ptr: Any) -> None:
@@ -46,7 +48,7 @@ class Value:
 
     def __init__(self, ptr: Any, state: EvalState) -> None:
         """Takes ownership of one reference to `ptr` (as returned by the C API's getters)."""
-        self._ptr = ffi.gc(ptr, _release)
+        self._ptr = owned(ptr, _release)
         self.state = state
 
     @classmethod
