@@ -53,17 +53,22 @@ let
   nodes = builtins.mapAttrs (key: node:
     let
       isRoot = key == lock.root;
-      sourceInfo = if isRoot then (builtins.getFlake rootRef).sourceInfo
+      rootFlake = builtins.getFlake rootRef;
+      # A relative `path:./sub` input (lock entry with `parent`) lives inside its parent's source.
+      parent = nodes.${follow node.parent lock.root};
+      sourceInfo = if isRoot then rootFlake.sourceInfo
+                   else if node ? parent then parent.sourceInfo // { outPath = "${parent.outPath}/${node.locked.path}"; }
                    else builtins.fetchTree (removeAttrs node.locked [ "dir" ]);
-      dir = if isRoot then "" else node.locked.dir or "";
-      src = if dir == "" then sourceInfo.outPath else "${sourceInfo.outPath}/${dir}";
+      dir = if isRoot || node ? parent then "" else node.locked.dir or "";
+      src = if isRoot then rootFlake.outPath
+            else if dir == "" then sourceInfo.outPath else "${sourceInfo.outPath}/${dir}";
       flake = import (src + "/flake.nix");
       inputs = builtins.mapAttrs (name: spec:
         let target = resolve spec; in
         if isRoot && overrides ? ${name} then overridden name lock.nodes.${target}
         else nodes.${target}) (node.inputs or {});
       outputs = flake.outputs (inputs // { self = result; });
-      result = outputs // sourceInfo // { inherit inputs outputs sourceInfo; _type = "flake"; };
+      result = outputs // sourceInfo // { outPath = src; inherit inputs outputs sourceInfo; _type = "flake"; };
     in if node.flake or true then result else sourceInfo) lock.nodes;
 in nodes.${lock.root}
 """

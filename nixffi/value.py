@@ -132,10 +132,16 @@ class Value:
         return [b.decode("utf-8", "surrogateescape") for b in out]
 
     def get(self, name: str) -> Value:
-        """The attribute `name` (unforced); NixError if missing."""
+        """The attribute `name`, forced (the C API forces it); NixError if missing or failing."""
         self._expect(ValueType.ATTRS)
         ptr = lib.nix_get_attr_byname(ctx, self._ptr, self.state._ptr, name.encode("utf-8", "surrogateescape"))
         if ptr == ffi.NULL:
+            if lib.nix_err_code(ctx) == lib.NIX_ERR_KEY:  # the C API's message names no attribute
+                lib.nix_clear_err(ctx)
+                from .errors import NixError
+
+                msg = f"error: attribute '{name}' missing"
+                raise NixError(msg, info=msg.removeprefix("error: "), error_type="nix::EvalError", code=lib.NIX_ERR_KEY)
             raise_error()
         return Value(ptr, self.state)
 
