@@ -130,11 +130,9 @@ class EvalState:
     def auto_call(self, value: Value, args: Sequence[AutoArg], base_dir: str | None = None) -> Value:
         """Calls `value` as nix-instantiate does when it is a function taking an attribute set.
 
-        A function with formals gets the arguments it names (a missing one without a default
-        is Nix's own error); `__functor` sets are called the same way; other values are
-        returned as they are. Known differences, because Nix's language cannot tell a
-        function's formals apart from `x:` or see `...`: a function with `...` receives only
-        the arguments it names, and a plain `x: ...` is called with `{}` where Nix leaves it.
+        A function with formals gets the arguments it names, or all of them when it has
+        `...` (a missing one without a default is Nix's own error); a plain `x: ...` lambda
+        and builtins are left uncalled; `__functor` sets are called through their functor.
         """
         t = value.type
         if t != ValueType.FUNCTION and not (t == ValueType.ATTRS and value.has("__functor")):
@@ -142,14 +140,19 @@ class EvalState:
         return self.helper(_AUTO_CALL).call(self.auto_args(args, base_dir), value)
 
 
-# Our auto-caller: pass each formal that has a value (see EvalState.auto_call).
+# Our auto-caller, with Nix's rules. Nix's language cannot tell `{ }:` from `x:` or see `...`
+# through functionArgs, but `builtins.toXML` prints a function's pattern
+# (<varpat> or <attrspat ellipsis="1">), and only the pattern, not the body.
 _AUTO_CALL = """
 autoArgs: f:
   let
+    has = needle: s: builtins.length (builtins.split needle s) > 1;
     call = g:
       if builtins.isFunction g then
-        let formals = builtins.functionArgs g; in
-        g (builtins.intersectAttrs formals autoArgs)
+        let pattern = builtins.toXML g; in
+        if !(has "<attrspat" pattern) then g
+        else if has "<attrspat[^>]*ellipsis=.1." pattern then g autoArgs
+        else g (builtins.intersectAttrs (builtins.functionArgs g) autoArgs)
       else if builtins.isAttrs g && g ? __functor then call (g.__functor g)
       else g;
   in call f
