@@ -10,17 +10,13 @@ from protocol.config import EvalConfig
 def run_local_eval(config: EvalConfig) -> int:
     import trio
 
-    from evixd import EvixError, Session
+    from evixd import EvixError, Scheduler
 
     out = sys.stdout.buffer
 
-    def sink(data: bytes) -> None:
-        out.write(data)
-
     async def main() -> int:
-        session = await Session.open(config)
-        try:
-            summary = await session.evaluate(sink, progress=None)
+        try:  # straight to stdout: a one-shot run keeps no graph
+            summary = await Scheduler(config, out.write).run()
         except EvixError as e:
             out.flush()
             print(f"evix: error: {e}", file=sys.stderr)
@@ -38,4 +34,6 @@ def run_local_eval(config: EvalConfig) -> int:
     except BaseExceptionGroup as group:  # trio groups what its nurseries raise
         if group.subgroup(KeyboardInterrupt) is not None:
             raise KeyboardInterrupt from None
+        if group.subgroup(BrokenPipeError) is not None:  # stdout closed (`| head`)
+            raise BrokenPipeError from None
         raise

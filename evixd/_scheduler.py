@@ -168,25 +168,29 @@ class Scheduler:
 
     # ---- one slot -----------------------------------------------------------------------
     async def _slot(self, nursery: trio.Nursery) -> None:
+        """One worker's life: start it at once (not when work shows up: every slot loads the
+        input in parallel), run batches, replace it after a death or a recycle while work remains."""
         worker: WorkerProcess | None = None
         start_failures = 0
         try:
             while True:
+                if worker is None:
+                    if self.queue.done():
+                        return
+                    try:
+                        worker = await self._start_worker(nursery)
+                        start_failures = 0
+                    except WorkerStartError as e:
+                        start_failures += 1
+                        if e.fatal or start_failures >= MAX_START_FAILURES:
+                            self._fail(str(e))
+                            return
+                        continue
                 batch = await self.queue.take(self.config.workers)
                 if batch is None:
                     return
                 try:
-                    if worker is None:
-                        worker = await self._start_worker(nursery)
-                        start_failures = 0
                     recycle = await self._run_batch(worker, batch)
-                except WorkerStartError as e:
-                    worker = None
-                    self._put_back(batch)
-                    start_failures += 1
-                    if e.fatal or start_failures >= MAX_START_FAILURES:
-                        self._fail(str(e))
-                        return
                 except WorkerDied as died:
                     self.summary.worker_deaths += 1
                     await worker.close()
@@ -244,10 +248,6 @@ class Scheduler:
             for path, names in orjson.loads(result.expansions):
                 s.attrsets += 1
                 self.queue.put(tuple(path), names)
-
-    def _put_back(self, batch: list[Chunk]) -> None:
-        for path, names in batch:
-            self.queue.put(path, names)
 
     def _after_death(self, batch: list[Chunk], died: WorkerDied) -> None:
         flat = _flat(batch)
