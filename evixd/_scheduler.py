@@ -37,6 +37,7 @@ from ._worker_process import WorkerDied, WorkerProcess
 log = logging.getLogger("evix.scheduler")
 
 MAX_BATCH = 256
+PIPELINE = 2  # batches queued on a worker at once
 MAX_START_FAILURES = 3
 MAX_UNATTRIBUTED_DEATHS = 3
 
@@ -90,6 +91,12 @@ class _Queue:
             if self.busy == 0:
                 return None
             await self.lot.park()
+        return self.take_nowait(slots)
+
+    def take_nowait(self, slots: int) -> list[Chunk] | None:
+        """The next batch if there is work queued now, else None."""
+        if not self.chunks:
+            return None
         target = max(1, min(MAX_BATCH, self.items // (2 * slots)))
         batch: list[Chunk] = []
         taken = 0
@@ -168,9 +175,11 @@ class Scheduler:
 
     # ---- one slot -----------------------------------------------------------------------
     async def _slot(self, nursery: trio.Nursery) -> None:
-        """One worker's life: start it at once (not when work shows up: every slot loads the
-        input in parallel), run batches, replace it after a death or a recycle while work remains."""
+        """One worker's life: start it at once (every slot loads the input in parallel), keep
+        up to PIPELINE batches queued on it so it never waits for the master, and replace it
+        after a death or a recycle while work remains."""
         worker: WorkerProcess | None = None
+        sent: collections.deque[tuple[int, list[Chunk]]] = collections.deque()
         start_failures = 0
         try:
             while True:
@@ -186,26 +195,50 @@ class Scheduler:
                             self._fail(str(e))
                             return
                         continue
-                batch = await self.queue.take(self.config.workers)
-                if batch is None:
-                    return
+                    draining = False
                 try:
-                    recycle = await self._run_batch(worker, batch)
+                    while not draining and len(sent) < PIPELINE:
+                        batch = self.queue.take_nowait(self.config.workers) if sent else await self.queue.take(
+                            self.config.workers
+                        )
+                        if batch is None:
+                            break
+                        batch_id = next(self._batch_ids)
+                        sent.append((batch_id, batch))
+                        self.summary.batches += 1
+                        await worker.send_batch(batch_id, orjson.dumps(batch))
+                    if not sent:
+                        return
+                    batch_id, batch = sent[0]
+                    result = await worker.receive_result(
+                        batch_id, timeout=self.config.item_timeout, max_memory_mb=self.config.max_memory_mb
+                    )
                 except WorkerDied as died:
                     self.summary.worker_deaths += 1
                     await worker.close()
                     worker = None
-                    self._after_death(batch, died)
-                else:
-                    if recycle:
-                        self.summary.recycled += 1
-                        await worker.close()
-                        worker = None
-                finally:
-                    self.queue.release()
+                    for k, (_, batch) in enumerate(sent):
+                        if k == 0:
+                            self._after_death(batch, died)
+                        else:  # queued behind the one it died on: never started
+                            self._put_back(batch)
+                        self.queue.release()
+                    sent.clear()
+                    continue
+                sent.popleft()
+                self._accept(result, batch)
+                self.queue.release()
+                if result.restart:
+                    draining = True  # let the batches already sent come back, then replace it
+                if draining and not sent:
+                    self.summary.recycled += 1
+                    await worker.close()
+                    worker = None
         finally:
             if worker is not None:
                 await worker.close()
+            for _ in sent:
+                self.queue.release()
 
     async def _start_worker(self, nursery: trio.Nursery) -> WorkerProcess:
         self.summary.workers_started += 1
@@ -221,24 +254,8 @@ class Scheduler:
             raise
         return worker
 
-    async def _run_batch(self, worker: WorkerProcess, batch: list[Chunk]) -> bool:
-        """Runs one batch on `worker`; True when the worker asked to be recycled."""
-        batch_id = next(self._batch_ids)
-        self.summary.batches += 1
-        result = await worker.run_batch(
-            batch_id,
-            orjson.dumps(batch),
-            timeout=self.config.item_timeout,
-            max_memory_mb=self.config.max_memory_mb,
-        )
-        self._accept(result)
-        flat = _flat(batch)
-        if result.done < len(flat):
-            for path, name in flat[result.done:]:
-                self.queue.put(path, None if name is None else [name])
-        return result.restart
-
-    def _accept(self, result: wire.Result) -> None:
+    def _accept(self, result: wire.Result, batch: list[Chunk]) -> None:
+        """Takes a batch's answer: events to the sink, new sets and unstarted items to the queue."""
         s = self.summary
         s.derivations += result.derivations
         s.errors += result.errors
@@ -248,6 +265,9 @@ class Scheduler:
             for path, names in orjson.loads(result.expansions):
                 s.attrsets += 1
                 self.queue.put(tuple(path), names)
+        flat = _flat(batch)
+        for path, name in flat[result.done:]:
+            self.queue.put(path, None if name is None else [name])
 
     def _after_death(self, batch: list[Chunk], died: WorkerDied) -> None:
         flat = _flat(batch)
@@ -257,6 +277,10 @@ class Scheduler:
                 self._worker_error(path, name, died.reason)
             else:
                 self.queue.put(path, None if name is None else [name])
+
+    def _put_back(self, batch: list[Chunk]) -> None:
+        for path, names in batch:
+            self.queue.put(path, names)
 
     def _unattributed_limit(self, item: tuple[tuple[str, ...], str | None]) -> bool:
         self._unattributed[item] += 1

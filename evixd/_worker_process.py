@@ -160,17 +160,25 @@ class WorkerProcess:
         seen_batch, index_plus_one = struct.unpack_from("<QQ", self._progress, 0)
         return index_plus_one - 1 if seen_batch == batch and index_plus_one else None
 
-    async def run_batch(self, batch: int, items: bytes, *, timeout: float | None, max_memory_mb: int) -> wire.Result:
-        """Runs one batch; raises WorkerDied if the worker ends (crash, limit, timeout) before answering."""
-        assert self._reader is not None and self.process is not None
+    async def send_batch(self, batch: int, items: bytes) -> None:
+        """Queues a batch on the worker, which runs its batches in order; WorkerDied if it is gone."""
+        assert self.process is not None
         self.batches += 1
+        try:
+            await self._send(wire.Work(batch, items))
+        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+            await self._reap()
+            raise WorkerDied(self._killed_for or self._exit_description(), None) from None
+
+    async def receive_result(self, batch: int, *, timeout: float | None, max_memory_mb: int) -> wire.Result:
+        """The answer to `batch` (the oldest one sent); WorkerDied if the worker ends first
+        (crash, memory limit, timeout), with the item of `batch` it was on if it had started it."""
+        assert self._reader is not None
         self._killed_for = None
-        struct.pack_into("<QQ", self._progress, 0, 0, 0)
         frame: bytes | None = None
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watchdog, batch, timeout, max_memory_mb)
+            nursery.start_soon(self._watchdog, timeout, max_memory_mb)
             try:
-                await self._send(wire.Work(batch, items))
                 frame = await self._reader.read()
             except (EOFError, trio.BrokenResourceError, trio.ClosedResourceError):
                 pass
@@ -182,13 +190,15 @@ class WorkerProcess:
             raise WorkerDied(self._killed_for or self._exit_description(), in_flight)
         reply = wire.decode_response(frame)
         if not isinstance(reply, wire.Result) or reply.batch != batch:
+            await self._reap_now()
             raise WorkerDied(f"protocol error: unexpected answer {type(reply).__name__}", self._in_flight(batch))
         return reply
 
-    async def _watchdog(self, batch: int, timeout: float | None, max_memory_mb: int) -> None:
+    async def _watchdog(self, timeout: float | None, max_memory_mb: int) -> None:
         proc = psutil.Process(self.pid)
         limit = max_memory_mb * 1024 * 1024
-        last, since = None, time.monotonic()
+        assert self._progress is not None
+        last, since = bytes(self._progress[:16]), time.monotonic()
         while True:
             await trio.sleep(WATCHDOG_PERIOD)
             try:
@@ -200,12 +210,16 @@ class WorkerProcess:
                            f"(RSS {rss >> 20} MiB) while evaluating this attribute")
                 return
             if timeout is not None:
-                now_at = self._in_flight(batch)
+                now_at = bytes(self._progress[:16])
                 if now_at != last:
                     last, since = now_at, time.monotonic()
                 elif time.monotonic() - since > timeout:
                     self._kill(f"evaluation timed out after {timeout:g} s; worker killed")
                     return
+
+    async def _reap_now(self) -> None:
+        self._kill("protocol error")
+        await self._reap()
 
     def _kill(self, reason: str) -> None:
         self._killed_for = reason
