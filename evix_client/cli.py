@@ -6,6 +6,7 @@ import argparse
 import os
 
 from protocol.config import Arg, EvalConfig
+from protocol.query import Filter
 
 DESCRIPTION = """\
 Evaluate a Nix flake output, file or expression through the Nix C API and stream every
@@ -96,6 +97,44 @@ def add_common_options(p: argparse.ArgumentParser) -> None:
                    help="less logging (repeat for less); EVIX_LOG=debug|info|warning|error|off overrides both")
 
 
+QUERY_EPILOG = """\
+Prints the matching derivations of the daemon's warm session for this input as NDJSON
+(the lines `evix eval` printed), ordered by attribute path. Give the same input options
+as the `evix eval` that made the session; --workers and other run options may differ.
+Filters of one kind are alternatives; different kinds must all match.
+
+examples:
+  evix eval --flake .#hydraJobs --workers 4 >/dev/null
+  evix query --flake .#hydraJobs --system x86_64-linux
+  evix query --flake .#hydraJobs --attr-prefix packages.x86_64-linux --attr-glob '*.hello*'
+"""
+
+DIFF_EPILOG = """\
+Re-evaluates the input (reading its files as they are now) and prints one JSON object:
+"added" and "removed" derivations by attribute, "changed" (same attribute, new drvPath,
+with oldDrvPath) and the new run's "errors". The new result becomes the warm session.
+"""
+
+
+def add_filter_options(p: argparse.ArgumentParser) -> None:
+    """`evix query` filters: one option per Filter field, each repeatable."""
+    f = p.add_argument_group("filters (repeatable)")
+    f.add_argument("--system", action="append", metavar="SYSTEM", help="derivations for this system")
+    f.add_argument("--attr-prefix", action="append", metavar="ATTR",
+                   help="attribute path prefix, element-wise (a.b matches a.b.c, not a.bc)")
+    f.add_argument("--name", action="append", metavar="NAME", help="derivation name, exactly")
+    f.add_argument("--drv-path", action="append", metavar="PATH", help="store path of the .drv, exactly")
+    f.add_argument("--attr-glob", action="append", metavar="PATTERN", help="shell pattern over the attribute path")
+
+
+def filter_from_args(ns: argparse.Namespace) -> Filter:
+    def opt(values: list[str] | None) -> tuple[str, ...] | None:
+        return tuple(values) if values else None
+
+    return Filter(systems=opt(ns.system), attr_prefix=opt(ns.attr_prefix), names=opt(ns.name),
+                  drv_paths=opt(ns.drv_path), attr_globs=opt(ns.attr_glob))
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evix", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -106,6 +145,26 @@ def build_parser() -> argparse.ArgumentParser:
     add_run_options(ev)
     ev.add_argument("--no-daemon", action="store_true", help="evaluate in this process even if a daemon runs")
     add_common_options(ev)
+
+    q = sub.add_parser("query", help="print derivations of the daemon's warm session (needs the daemon)",
+                       description="Query a warm session of the evix daemon.", epilog=QUERY_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_input_options(q)
+    add_filter_options(q)
+    add_run_options(q)
+    add_common_options(q)
+
+    d = sub.add_parser("diff", help="re-evaluate and compare with the daemon's warm session (needs the daemon)",
+                       description="Re-evaluate and compare with the daemon's warm session.", epilog=DIFF_EPILOG,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_input_options(d)
+    add_run_options(d)
+    add_common_options(d)
+
+    # `evix daemon ...` is handed to evixd's own parser before this one runs (see main.py);
+    # registered here so that `evix --help` lists it.
+    sub.add_parser("daemon", help="run the daemon (same as evixd; `evix daemon --help` for its options)",
+                   add_help=False)
     return parser
 
 

@@ -1,4 +1,4 @@
-"""`evix`: the command-line client. Kept light: only `eval` without a daemon imports the engine."""
+"""`evix`: the command-line client. Kept light: only local evaluation and `daemon` import the engine."""
 
 from __future__ import annotations
 
@@ -6,8 +6,9 @@ import os
 import sys
 
 from protocol.config import ConfigError
+from protocol.endpoint import socket_path
 
-from .cli import build_parser, config_from_args
+from .cli import build_parser, config_from_args, filter_from_args
 from .logs import setup_logging
 
 
@@ -17,15 +18,34 @@ def main(argv: list[str] | None = None) -> int:
         from evix_worker import run_worker
 
         return run_worker()
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["daemon"]:  # the daemon has its own options (evixd's)
+        from evixd.main import main as daemon_main
+
+        return daemon_main(argv[1:], prog="evix daemon")
     parser = build_parser()
     ns = parser.parse_args(argv)
     setup_logging(ns.verbose, ns.quiet)
     try:
         if ns.command == "eval":
             config = config_from_args(ns).validate()
+            if not ns.no_daemon:
+                from .daemon_commands import try_daemon_eval
+
+                code = try_daemon_eval(config, socket_path(ns.socket))
+                if code is not None:
+                    return code
             from .local import run_local_eval
 
             return run_local_eval(config)
+        if ns.command == "query":
+            from .daemon_commands import run_query
+
+            return run_query(config_from_args(ns).validate(), filter_from_args(ns), socket_path(ns.socket))
+        if ns.command == "diff":
+            from .daemon_commands import run_diff
+
+            return run_diff(config_from_args(ns).validate(), socket_path(ns.socket))
     except ConfigError as e:
         parser.error(str(e))
     parser.error(f"unknown command {ns.command}")

@@ -1,10 +1,135 @@
-"""`evixd`: the daemon's command (the JSON-RPC server comes with the daemon issue)."""
+"""`evixd` (and `evix daemon`): run the JSON-RPC daemon in the foreground.
+
+The daemon never forks itself into the background: systemd (or a terminal) supervises
+it, so `--foreground` is required and says so. Logs go to stderr (the journal).
+"""
 
 from __future__ import annotations
 
+import argparse
+import logging
+import os
 import sys
+
+from protocol.endpoint import socket_path
+
+from ._errors import EvixError
+from ._settings import DaemonSettings
+
+LOG_ENV = "EVIX_LOG"
+_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR,
+           "off": logging.CRITICAL + 10}
+
+DESCRIPTION = """\
+Keep evaluated derivation graphs warm and answer eval, query and diff requests
+(JSON-RPC 2.0, one message per line) on a Unix socket only this user can use.
+"""
+
+EPILOG = """\
+socket: --socket PATH, else $EVIX_SOCKET, else $XDG_RUNTIME_DIR/evix.sock
+(/run/user/$UID/evix.sock). Started by systemd socket activation (LISTEN_FDS), it
+uses the socket systemd passes instead. SIGTERM or SIGINT stops it cleanly.
+
+examples:
+  evixd --foreground
+  evixd --foreground --socket /tmp/evix.sock --max-sessions 4 -v
+  systemctl --user enable --now evixd.socket
+"""
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must not be negative")
+    return value
+
+
+def build_parser(prog: str = "evixd") -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--foreground", action="store_true", help="run in the foreground (required: evixd never forks)")
+    p.add_argument("--socket", metavar="PATH", help="socket path (see below)")
+    lim = p.add_argument_group("limits")
+    d = DaemonSettings(socket_path="")
+    lim.add_argument("--max-connections", type=_count, default=d.max_connections, metavar="N",
+                     help=f"open connections at once; more are refused (default {d.max_connections})")
+    lim.add_argument("--max-request-kib", type=_count, default=d.max_request_bytes >> 10, metavar="KIB",
+                     help=f"largest request line; larger ones are refused (default {d.max_request_bytes >> 10})")
+    lim.add_argument("--max-sessions", type=_count, default=d.max_sessions, metavar="N",
+                     help=f"warm sessions kept; the least recently used goes first (default {d.max_sessions})")
+    lim.add_argument("--max-session-memory", type=_count, default=d.max_session_memory >> 20, metavar="MB",
+                     help="estimated memory of all warm graphs; the least recently used goes first "
+                          f"(default {d.max_session_memory >> 20})")
+    lim.add_argument("--warm-seconds", type=_seconds, default=d.warm_seconds, metavar="S",
+                     help="how long a session keeps started workers after its last eval, 0 for never "
+                          f"(default {d.warm_seconds:g})")
+    lim.add_argument("--max-warm-workers", type=int, default=d.max_warm_workers, metavar="N",
+                     help=f"idle started workers kept across all sessions (default {d.max_warm_workers})")
+    lim.add_argument("--max-workers", type=_count, default=d.max_workers, metavar="N",
+                     help=f"cap on a request's --workers (default {d.max_workers})")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (repeat for more)")
+    p.add_argument("-q", "--quiet", action="count", default=0,
+                   help=f"less logging (repeat for less); {LOG_ENV}=debug|info|warning|error|off overrides both")
+    return p
+
+
+def settings_from_args(ns: argparse.Namespace) -> DaemonSettings:
+    return DaemonSettings(
+        socket_path=socket_path(ns.socket),
+        max_connections=ns.max_connections,
+        max_request_bytes=ns.max_request_kib << 10,
+        max_sessions=ns.max_sessions,
+        max_session_memory=ns.max_session_memory << 20,
+        warm_seconds=ns.warm_seconds,
+        max_warm_workers=max(0, ns.max_warm_workers),
+        max_workers=ns.max_workers,
+    )
+
+
+def _setup_logging(verbose: int, quiet: int) -> None:
+    env = os.environ.get(LOG_ENV, "").strip().lower()
+    level = _LEVELS[env] if env in _LEVELS else max(logging.DEBUG, logging.INFO - 10 * verbose + 10 * quiet)
+    logging.basicConfig(level=level, stream=sys.stderr,
+                        format="evixd: %(message)s" if level > logging.DEBUG else "evixd %(name)s %(levelname)s: %(message)s")
+
+
+def main(argv: list[str] | None = None, prog: str = "evixd") -> int:
+    """Runs the daemon; returns the exit status (0 after a clean stop, 1 when it cannot start)."""
+    if os.environ.get("EVIX_WORKER"):  # this binary hosts a worker (see evixd.run_worker)
+        from evix_worker import run_worker
+
+        return run_worker()
+    parser = build_parser(prog)
+    ns = parser.parse_args(argv)
+    if not ns.foreground:
+        parser.error("evixd runs in the foreground only: pass --foreground (systemd supervises it as a service)")
+    _setup_logging(ns.verbose, ns.quiet)
+    settings = settings_from_args(ns)
+
+    import trio
+
+    from ._server import serve
+
+    try:
+        trio.run(serve, settings)
+    except EvixError as e:
+        print(f"{prog}: error: {e}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def entry() -> None:
-    print("evixd: the daemon is not implemented yet", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(main())

@@ -1,0 +1,187 @@
+"""The daemon's methods: eval, query, diff, sessions, drop, status, shutdown.
+
+Each takes its typed params (protocol.rpc) and a CallContext, returns a JSON-able result
+(or RawResult bytes) and raises protocol.rpc errors; engine errors are mapped here, at
+the edge, so routing never needs to know them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import orjson
+import trio
+
+from protocol import rpc
+from protocol.config import ConfigError, EvalConfig
+
+from ._errors import InputError, SessionError
+from ._sessions import SessionEntry, SessionRegistry
+from ._settings import DaemonSettings
+
+MAX_EVENTS_CHUNK = 1 << 20  # bytes of NDJSON per `events` notification at most (when backed up)
+
+
+@dataclass(frozen=True)
+class CallContext:
+    """What a method knows of its caller: the request id and how to send it notifications."""
+
+    request_id: Any
+    send: Callable[[bytes], Awaitable[bool]]  # one framed-less JSON message; False once the peer is gone
+
+    @property
+    def is_notification(self) -> bool:
+        return self.request_id is rpc.NO_ID
+
+
+class DaemonControl(Protocol):
+    """The server-wide facts and actions the methods need (implemented by the server)."""
+
+    def status(self) -> dict[str, Any]: ...
+
+    def request_shutdown(self) -> None: ...
+
+
+class Handlers:
+    """Method name -> implementation, over one session registry."""
+
+    def __init__(self, registry: SessionRegistry, settings: DaemonSettings, control: DaemonControl) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.control = control
+        self._table: dict[str, Callable[[Any, CallContext], Awaitable[Any]]] = {
+            "eval": self.eval,
+            "query": self.query,
+            "diff": self.diff,
+            "sessions": self.sessions,
+            "drop": self.drop,
+            "status": self.status,
+            "shutdown": self.shutdown,
+        }
+        assert set(self._table) == set(rpc.METHODS), "every protocol method needs a handler"
+
+    async def call(self, method: str, params: rpc.Params, ctx: CallContext) -> Any:
+        return await self._table[method](params, ctx)
+
+    # ---- eval / query / diff ----------------------------------------------------------
+    async def eval(self, p: rpc.EvalParams, ctx: CallContext) -> dict[str, Any]:
+        """Streams the events as `events` notifications, then answers the run's summary."""
+        config = self._config(p.config)
+        send, receive = trio.open_memory_channel[bytes](math.inf)
+        error: rpc.RpcError | None = None
+        async with trio.open_nursery() as nursery:  # the forwarder drains every event before we answer
+            if not ctx.is_notification:
+                nursery.start_soon(_forward_events, receive, ctx)
+            async with send:
+                try:
+                    entry, summary = await self.registry.evaluate(
+                        config, None if ctx.is_notification else send.send_nowait
+                    )
+                except InputError as e:
+                    error = rpc.EvalFailedError(str(e), {"input": config.describe()})
+                except ConfigError as e:
+                    error = rpc.InvalidParamsError(f"config: {e}")
+        if error is not None:
+            raise error
+        return dict(summary.to_json(), session=entry.key, input=config.describe())
+
+    async def query(self, p: rpc.QueryParams, ctx: CallContext) -> rpc.RawResult:
+        """The matching derivations, built from the stored lines (never re-encoded)."""
+        started = time.perf_counter()
+        config = self._config(p.config)
+        entry = self._warm_entry(config)
+        index = entry.index
+        assert index is not None
+        selected = index.select(p.filter)
+        body = index.ndjson_json(selected) if p.format == "ndjson" else index.objects_json(selected)
+        ms = (time.perf_counter() - started) * 1000
+        head = orjson.dumps({"session": entry.key, "count": len(selected), "serverMs": round(ms, 3)})
+        member = b',"ndjson":' if p.format == "ndjson" else b',"derivations":'
+        return rpc.RawResult(head[:-1] + member + body + b"}")
+
+    async def diff(self, p: rpc.DiffParams, ctx: CallContext) -> dict[str, Any]:
+        """Re-evaluates (files as they are now) and compares with the warm graph, which it replaces."""
+        config = self._config(p.config)
+        entry = self._warm_entry(config)
+        try:
+            diff, summary = await self.registry.diff(entry, config)
+        except InputError as e:
+            raise rpc.EvalFailedError(str(e), {"input": config.describe()}) from None
+        except SessionError as e:
+            raise rpc.NoSessionError(f"{e}: run `evix eval` with the same input options first") from None
+        return dict(diff.to_json(), summary=summary.to_json(), session=entry.key)
+
+    # ---- sessions ---------------------------------------------------------------------
+    async def sessions(self, p: rpc.NoParams, ctx: CallContext) -> list[dict[str, Any]]:
+        entries = sorted(self.registry.entries.values(), key=lambda e: -e.last_used)
+        return [e.to_json() for e in entries]
+
+    async def drop(self, p: rpc.DropParams, ctx: CallContext) -> dict[str, Any]:
+        entry = self.registry.find(p.key)
+        if entry is None:
+            raise rpc.NoSessionError(f"no session with key {p.key} (or the prefix matches several)", {"key": p.key})
+        try:
+            self.registry.drop(entry)
+        except SessionError as e:
+            raise rpc.SessionBusyError(str(e), {"key": entry.key}) from None
+        return {"dropped": entry.key}
+
+    async def status(self, p: rpc.NoParams, ctx: CallContext) -> dict[str, Any]:
+        return self.control.status()
+
+    async def shutdown(self, p: rpc.NoParams, ctx: CallContext) -> dict[str, Any]:
+        self.control.request_shutdown()
+        return {"stopping": True}
+
+    # ---- helpers ----------------------------------------------------------------------
+    def _config(self, config: EvalConfig) -> EvalConfig:
+        """The config as the daemon runs it: checked, resolved against its baseDir, capped."""
+        if not config.base_dir or not os.path.isabs(config.base_dir):
+            raise rpc.InvalidParamsError(
+                "config.baseDir must be an absolute directory: relative paths (and the session key) "
+                "are resolved against it"
+            )
+        try:
+            config = config.validate().resolved(config.base_dir)
+        except ConfigError as e:
+            raise rpc.InvalidParamsError(f"config: {e}") from None
+        if config.workers < 1:
+            raise rpc.InvalidParamsError("config: workers must be at least 1")
+        return dataclasses.replace(
+            config, workers=min(config.workers, self.settings.max_workers), worker_command=None
+        )
+
+    def _warm_entry(self, config: EvalConfig) -> SessionEntry:
+        key = config.session_key()
+        entry = self.registry.get(key)
+        if entry is None:
+            raise rpc.NoSessionError(
+                f"no warm session for {config.describe()}: run `evix eval` with the same input options first",
+                {"key": key},
+            )
+        if entry.index is None:
+            raise rpc.NoSessionError(
+                f"the session for {config.describe()} is still being evaluated for the first time", {"key": key}
+            )
+        return entry
+
+
+async def _forward_events(receive: trio.MemoryReceiveChannel[bytes], ctx: CallContext) -> None:
+    """Sends queued NDJSON chunks as `events` notifications, merging what piled up meanwhile."""
+    async with receive:
+        async for chunk in receive:
+            parts, size = [chunk], len(chunk)
+            while size < MAX_EVENTS_CHUNK:
+                try:
+                    more = receive.receive_nowait()
+                except (trio.WouldBlock, trio.EndOfChannel):
+                    break
+                parts.append(more)
+                size += len(more)
+            await ctx.send(rpc.events_notification(ctx.request_id, b"".join(parts)))

@@ -1,0 +1,280 @@
+"""The daemon's warm sessions: one per config key, bounded, each with warm workers.
+
+A session is keyed by `EvalConfig.session_key()` (what is evaluated, not how), so a
+query finds it without repeating `--workers`. The registry keeps at most `max_sessions`
+sessions and an estimated `max_session_memory` of graphs; past either, the least
+recently used idle session goes. Each session owns a WorkerPool: after an evaluation it
+keeps that many fresh workers (Nix already initialised) for `warm_seconds`, so the next
+eval or diff skips process start-up while still loading the files as they are now.
+
+A per-session lock serialises evaluations (a second eval of the same config waits for
+the first, then runs); queries never take it: they read the last finished graph.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import trio
+
+from protocol.config import EvalConfig
+
+from ._errors import SessionError
+from ._graph import Diff
+from ._pool import WorkerPool
+from ._query_index import QueryIndex
+from ._scheduler import Summary
+from ._session import Session
+from ._settings import DaemonSettings
+
+log = logging.getLogger("evix.daemon")
+T = TypeVar("T")
+
+
+@dataclass(eq=False)
+class SessionEntry:
+    """One warm session: its Session (config + graph), query index, workers and lock."""
+
+    key: str
+    session: Session
+    pool: WorkerPool
+    lock: trio.Lock = field(default_factory=trio.Lock)
+    index: QueryIndex | None = None
+    summary: Summary | None = None
+    created: float = field(default_factory=time.time)
+    evaluated_at: float | None = None
+    last_used: float = field(default_factory=time.monotonic)
+    last_eval_end: float = field(default_factory=time.monotonic)
+    evaluations: int = 0
+    pool_scope: trio.CancelScope | None = None
+    removed: bool = False
+
+    @property
+    def busy(self) -> bool:
+        return self.lock.locked()
+
+    @property
+    def memory_bytes(self) -> int:
+        return self.index.memory_bytes if self.index is not None else 0
+
+    def touch(self) -> None:
+        self.last_used = time.monotonic()
+
+    def to_json(self) -> dict[str, object]:
+        """What `sessions` reports about this session."""
+        cfg = self.session.config
+        return {
+            "key": self.key,
+            "input": cfg.describe(),
+            "config": {k: v for k, v in cfg.to_json().items() if k != "workerCommand"},
+            "derivations": len(self.index) if self.index is not None else None,
+            "errors": self.index.errors if self.index is not None else None,
+            "memoryBytes": self.memory_bytes,
+            "busy": self.busy,
+            "evaluations": self.evaluations,
+            "evaluatedAt": self.evaluated_at,
+            "idleSeconds": round(time.monotonic() - self.last_used, 3),
+            "warmWorkers": self.pool.idle,
+            "lastSummary": self.summary.to_json() if self.summary is not None else None,
+        }
+
+
+class SessionRegistry:
+    """All warm sessions. Run `run` in a long-lived nursery first (it owns the pools)."""
+
+    def __init__(self, settings: DaemonSettings) -> None:
+        self.settings = settings
+        self.entries: dict[str, SessionEntry] = {}
+        self._nursery: trio.Nursery | None = None
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Hosts the session pools and cools idle ones down, until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            task_status.started()
+            if self.settings.warm_seconds <= 0:
+                await trio.sleep_forever()  # nothing is ever kept warm
+            period = max(0.05, min(1.0, self.settings.warm_seconds / 4))
+            while True:
+                await trio.sleep(period)
+                await self._cool_down()
+
+    # ---- lookup -----------------------------------------------------------------------
+    def get(self, key: str) -> SessionEntry | None:
+        entry = self.entries.get(key)
+        if entry is not None:
+            entry.touch()
+        return entry
+
+    def find(self, key_or_prefix: str) -> SessionEntry | None:
+        """A session by its key or a unique prefix of it (as `drop` accepts)."""
+        if key_or_prefix in self.entries:
+            return self.entries[key_or_prefix]
+        found = [e for k, e in self.entries.items() if k.startswith(key_or_prefix)]
+        return found[0] if len(found) == 1 else None
+
+    # ---- evaluation -------------------------------------------------------------------
+    async def evaluate(self, config: EvalConfig, sink: Callable[[bytes], None] | None) -> tuple[SessionEntry, Summary]:
+        """Evaluates `config` into its session (made if needed); the result becomes the warm graph.
+
+        Raises InputError when the input cannot load (a session that never had a graph is
+        then forgotten)."""
+        key = config.session_key()
+        while True:
+            entry = self.entries.get(key) or self._new_entry(key, config)
+            async with entry.lock:
+                if entry.removed:  # dropped or forgotten while we waited
+                    continue
+                ok = False
+                try:
+                    summary = await self._run(entry, config, lambda: entry.session.evaluate(sink))
+                    ok = True
+                finally:
+                    if not ok and entry.index is None:
+                        self._remove(entry)
+            self._evict(keep=entry)
+            return entry, summary
+
+    async def diff(self, entry: SessionEntry, config: EvalConfig) -> tuple[Diff, Summary]:
+        """Re-evaluates a warm session and compares; SessionError when it went away meanwhile."""
+        async with entry.lock:
+            if entry.removed or entry.index is None:
+                raise SessionError("the session was dropped")
+            diff = await self._run(entry, config, entry.session.diff_once)
+            assert entry.summary is not None
+        self._evict(keep=entry)
+        return diff, entry.summary
+
+    async def _run(self, entry: SessionEntry, config: EvalConfig, run: Callable[[], Awaitable[T]]) -> T:
+        """One evaluation under the entry's lock: cold pool during the run, warm after."""
+        entry.touch()
+        await self._ensure_pool(entry)
+        entry.session.config = config
+        entry.pool.resize(0)  # no refills competing with this run for the CPU
+        try:
+            result = await run()
+        finally:
+            entry.last_eval_end = time.monotonic()
+        graph = entry.session.graph
+        assert graph is not None
+        # Built in a thread so that queries of other sessions keep being answered meanwhile
+        # (~0.3 s per 100k derivations); nothing else touches this new graph.
+        entry.index = await trio.to_thread.run_sync(QueryIndex, graph)
+        _settle_heap()
+        entry.summary = entry.session.last_summary
+        entry.evaluated_at = time.time()
+        entry.evaluations += 1
+        entry.touch()
+        self._warm(entry, config.workers)
+        return result
+
+    def _new_entry(self, key: str, config: EvalConfig) -> SessionEntry:
+        pool = WorkerPool(list(self.settings.worker_command) if self.settings.worker_command else None)
+        entry = SessionEntry(key, Session(config, pool), pool)
+        self.entries[key] = entry
+        log.info("new session %s for %s", key[:12], config.describe())
+        return entry
+
+    async def _ensure_pool(self, entry: SessionEntry) -> None:
+        if entry.pool_scope is None:
+            assert self._nursery is not None, "SessionRegistry.run is not running"
+            entry.pool_scope = await self._nursery.start(self._host_pool, entry.pool)
+
+    @staticmethod
+    async def _host_pool(pool: WorkerPool, *, task_status: trio.TaskStatus[trio.CancelScope]) -> None:
+        with trio.CancelScope() as scope:
+            await pool.serve(task_status=_Relay(task_status, scope))
+
+    # ---- warmth -----------------------------------------------------------------------
+    def _warm(self, entry: SessionEntry, workers: int) -> None:
+        """Keeps `workers` idle processes for `entry`, within the daemon-wide cap (LRU first loses)."""
+        cap = self.settings.max_warm_workers
+        if self.settings.warm_seconds <= 0 or cap <= 0:
+            return
+        entry.pool.resize(min(workers, cap))
+        others = sorted((e for e in self.entries.values() if e is not entry and e.pool.size), key=lambda e: e.last_used)
+        total = entry.pool.size + sum(e.pool.size for e in others)
+        for other in others:
+            if total <= cap:
+                break
+            total -= other.pool.size
+            self._cool(other)
+
+    def _cool(self, entry: SessionEntry) -> None:
+        entry.pool.resize(0)
+        if self._nursery is not None and entry.pool.idle:
+            self._nursery.start_soon(entry.pool.shrink, 0)
+
+    async def _cool_down(self) -> None:
+        now = time.monotonic()
+        for entry in list(self.entries.values()):
+            if entry.busy or not (entry.pool.size or entry.pool.idle):
+                continue
+            if now - entry.last_eval_end >= self.settings.warm_seconds:
+                log.debug("session %s: workers cooled down", entry.key[:12])
+                entry.pool.resize(0)
+                await entry.pool.shrink(0)
+
+    # ---- bounds -----------------------------------------------------------------------
+    def memory_bytes(self) -> int:
+        return sum(e.memory_bytes for e in self.entries.values())
+
+    def _evict(self, keep: SessionEntry) -> None:
+        """Drops least recently used idle sessions while over the count or memory bound."""
+        s = self.settings
+        while len(self.entries) > s.max_sessions or self.memory_bytes() > s.max_session_memory:
+            victims = [e for e in self.entries.values() if e is not keep and not e.busy]
+            if not victims:
+                if self.memory_bytes() > s.max_session_memory:
+                    log.warning("session %s alone exceeds the session memory bound (%d MiB)",
+                                keep.key[:12], keep.memory_bytes >> 20)
+                return
+            victim = min(victims, key=lambda e: e.last_used)
+            log.info("evicting session %s (%s, least recently used)", victim.key[:12], victim.session.config.describe())
+            self._remove(victim)
+
+    def drop(self, entry: SessionEntry) -> None:
+        """Forgets a session and stops its workers; SessionError while it is evaluating."""
+        if entry.busy:
+            raise SessionError(f"session {entry.key[:12]} is being evaluated; drop it when that ends")
+        self._remove(entry)
+
+    def _remove(self, entry: SessionEntry) -> None:
+        entry.removed = True
+        if self.entries.get(entry.key) is entry:
+            del self.entries[entry.key]
+        if entry.pool_scope is not None:
+            entry.pool_scope.cancel()  # WorkerPool.serve closes its idle workers on the way out
+
+    # ---- numbers for `status` ---------------------------------------------------------
+    def worker_stats(self) -> dict[str, int]:
+        pools = [e.pool for e in self.entries.values()]
+        return {"warm": sum(p.idle for p in pools), "spawned": sum(p.started for p in pools)}
+
+
+def _settle_heap() -> None:
+    """Moves what is alive now (the new graph) out of the garbage collector's sight.
+
+    A warm graph is hundreds of thousands of long-lived objects; a full collection over them
+    takes ~0.1 s per 100k derivations and would land in the middle of some query. After an
+    evaluation we collect once (only objects since the last freeze are traversed) and freeze
+    the survivors. Frozen objects are still freed by reference counting (graphs hold no
+    cycles); only a cycle formed among them later would stay, a small bounded cost.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+class _Relay:
+    """Passes a pool's `started()` on as the cancel scope that stops it."""
+
+    def __init__(self, task_status: trio.TaskStatus[trio.CancelScope], scope: trio.CancelScope) -> None:
+        self._status, self._scope = task_status, scope
+
+    def started(self, value: object = None) -> None:
+        self._status.started(self._scope)
