@@ -135,6 +135,32 @@ def filter_from_args(ns: argparse.Namespace) -> Filter:
                   drv_paths=opt(ns.drv_path), attr_globs=opt(ns.attr_glob))
 
 
+PAIR_OPTIONS = {"--arg": "arg", "--argstr": "argstr", "--override-input": "override_input", "--option": "option"}
+
+
+def take_pair_options(argv: list[str]) -> tuple[list[str], dict[str, list[list[str]]]]:
+    """Takes `--arg NAME VALUE`-style options out of `argv` before argparse sees them.
+
+    argparse refuses a value that starts with "-" (`--argstr suffix -rc1`), which
+    nix-instantiate accepts: the two words after such an option are taken verbatim.
+    """
+    rest: list[str] = []
+    pairs: dict[str, list[list[str]]] = {dest: [] for dest in PAIR_OPTIONS.values()}
+    i = 0
+    while i < len(argv):
+        word = argv[i]
+        if word == "--":
+            rest += argv[i:]
+            break
+        if word in PAIR_OPTIONS and i + 2 < len(argv):  # else argparse reports what is missing
+            pairs[PAIR_OPTIONS[word]].append([argv[i + 1], argv[i + 2]])
+            i += 3
+            continue
+        rest.append(word)
+        i += 1
+    return rest, pairs
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evix", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)

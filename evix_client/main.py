@@ -8,7 +8,7 @@ import sys
 from protocol.config import ConfigError
 from protocol.endpoint import socket_path
 
-from .cli import build_parser, config_from_args, filter_from_args
+from .cli import build_parser, config_from_args, filter_from_args, take_pair_options
 from .logs import setup_logging
 
 
@@ -24,7 +24,13 @@ def main(argv: list[str] | None = None) -> int:
 
         return daemon_main(argv[1:], prog="evix daemon")
     parser = build_parser()
+    argv, pairs = take_pair_options(argv)
     ns = parser.parse_args(argv)
+    for dest, values in pairs.items():
+        if values and not hasattr(ns, dest):
+            parser.error(f"--{dest.replace('_', '-')} does not apply to '{ns.command}'")
+        if values:
+            getattr(ns, dest).extend(values)
     setup_logging(ns.verbose, ns.quiet)
     try:
         if ns.command == "eval":

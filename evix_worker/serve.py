@@ -71,6 +71,8 @@ def serve(in_fd: int, out_fd: int) -> int:
         setup = wire.decode_request(read_frame(in_fd))
     except EOFError:
         return 0
+    if isinstance(setup, wire.Shutdown):  # a warm worker retired before it was used
+        return 0
     if not isinstance(setup, wire.Setup):
         print("evix worker: expected setup as the first message", file=sys.stderr)
         return 2

@@ -20,7 +20,9 @@ from ._graph import Graph as Graph
 from ._pool import WorkerPool as WorkerPool
 from ._scheduler import Scheduler as Scheduler
 from ._scheduler import Summary as Summary
+from ._server import serve as serve
 from ._session import Session as Session
+from ._settings import DaemonSettings as DaemonSettings
 from ._worker_process import WORKER_ENV as WORKER_ENV
 
 

@@ -43,6 +43,13 @@ class Session:
         With a running `pool` (see WorkerPool), workers come from it instead of being spawned."""
         return cls(config.validate().resolved(cwd), pool)
 
+    def reconfigure(self, config: EvalConfig) -> None:
+        """Changes how the next evaluation runs (workers, memory, timeout...); what is
+        evaluated must stay the same, or the warm graph would no longer match the key."""
+        if config.session_key() != self.key:
+            raise SessionError("reconfigure may change how a session evaluates, not what")
+        self.config = config
+
     @property
     def key(self) -> str:
         return self.config.session_key()

@@ -154,7 +154,7 @@ class SessionRegistry:
         """One evaluation under the entry's lock: cold pool during the run, warm after."""
         entry.touch()
         await self._ensure_pool(entry)
-        entry.session.config = config
+        entry.session.reconfigure(config)
         entry.pool.resize(0)  # no refills competing with this run for the CPU
         try:
             result = await run()

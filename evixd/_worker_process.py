@@ -95,6 +95,7 @@ class WorkerProcess:
         self._killed_for: str | None = None
         self.nix_version = ""
         self.batches = 0
+        self._outstanding = 0  # batches sent and not answered
 
     @property
     def pid(self) -> int:
@@ -164,6 +165,7 @@ class WorkerProcess:
         """Queues a batch on the worker, which runs its batches in order; WorkerDied if it is gone."""
         assert self.process is not None
         self.batches += 1
+        self._outstanding += 1
         try:
             await self._send(wire.Work(batch, items))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
@@ -188,6 +190,7 @@ class WorkerProcess:
             in_flight = self._in_flight(batch)
             await self._reap()
             raise WorkerDied(self._killed_for or self._exit_description(), in_flight)
+        self._outstanding -= 1
         reply = wire.decode_response(frame)
         if not isinstance(reply, wire.Result) or reply.batch != batch:
             await self._reap_now()
@@ -262,6 +265,8 @@ class WorkerProcess:
         if self.process is None:
             return
         with trio.CancelScope(shield=True):
+            if self.process.returncode is None and self._outstanding:
+                self._kill("closed while evaluating")  # a cancelled run: don't wait for its batch
             if self.process.returncode is None:
                 try:
                     with trio.move_on_after(1):

@@ -4,4 +4,7 @@
 - `config`: EvalConfig, its canonical JSON and session key.
 - `wire`: the Cap'n Proto worker protocol (schema/worker.capnp) and its framing.
 - `flakeref`: flake reference strings.
+- `query`: filters over a warm derivation graph.
+- `framing`, `rpc`, `endpoint`: the daemon's JSON-RPC 2.0 (one message per line), its
+  methods' params and error codes, and where its socket is.
 """

@@ -8,7 +8,6 @@ worker command) do not, so `evix query` finds the session without repeating `--w
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
 from typing import Any
@@ -95,10 +94,14 @@ class EvalConfig:
         d["override_inputs"] = sorted(dict(self.override_inputs).items())
         d["options"] = [list(o) for o in self.options]
         d["lookup_path"] = list(self.lookup_path)
+        if self.expr is None and all(a.is_string for a in self.args):
+            d["base_dir"] = ""  # only an --expr or --arg expression resolves paths against it
         return d
 
     def session_key(self) -> str:
         """sha256 of the canonical JSON of what is evaluated."""
+        import hashlib  # not at import: `evix query` starts faster without it
+
         return hashlib.sha256(orjson.dumps(self.what(), option=orjson.OPT_SORT_KEYS)).hexdigest()
 
     def describe(self) -> str:

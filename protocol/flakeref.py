@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 _SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:")
 
@@ -27,6 +30,8 @@ def absolute_flake_ref(ref: str, cwd: str) -> str:
 
 def local_flake_dir(ref: str) -> Path | None:
     """The directory of a local flake reference (without fragment), or None for a remote one."""
+    from pathlib import Path  # not at import: `evix query` starts faster without it
+
     for prefix in ("path:", "git+file://", "git+file:", ""):
         if ref.startswith(prefix):
             rest = ref[len(prefix):].split("?", 1)[0]

@@ -95,16 +95,16 @@ def test_same_events_with_1_2_and_4_workers():
 
 
 def test_arg_and_argstr_auto_call_the_root():
-    run = run_evix("--file", str(JOBS), "--argstr", "suffix", "_x", "--arg", "extra", "1 + 2")
+    run = run_evix("--file", str(JOBS), "--argstr", "suffix", "-x", "--arg", "extra", "1 + 2")
     assert run.code == 0, run.stderr
     drvs = run.derivations()
-    assert drvs["base"]["name"] == "base_x"
-    assert "withExtra" in drvs and drvs["withExtra"]["name"] == "extra-3_x"
-    truth = nix_drv_paths(f'import {JOBS} {{ suffix = "_x"; extra = 3; }}', [["base"], ["withExtra"]])
+    assert drvs["base"]["name"] == "base-x"
+    assert "withExtra" in drvs and drvs["withExtra"]["name"] == "extra-3-x"
+    truth = nix_drv_paths(f'import {JOBS} {{ suffix = "-x"; extra = 3; }}', [["base"], ["withExtra"]])
     assert drvs["base"]["drvPath"] == truth["base"]
     assert drvs["withExtra"]["drvPath"] == truth["withExtra"]
     cli = subprocess.run(
-        [nix_bin("nix-instantiate"), str(JOBS), "-A", "withExtra", "--argstr", "suffix", "_x", "--arg", "extra", "1 + 2"],
+        [nix_bin("nix-instantiate"), str(JOBS), "-A", "withExtra", "--argstr", "suffix", "-x", "--arg", "extra", "1 + 2"],
         capture_output=True, text=True, check=True,
     )
     assert cli.stdout.strip() == drvs["withExtra"]["drvPath"]

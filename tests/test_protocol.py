@@ -84,3 +84,12 @@ def test_drv_input_parsing():
     assert parse_input_drvs(text) == {"/nix/store/a-dep.drv": ["dev", "out"], '/nix/store/b-q"uote.drv': ["out"]}
     with pytest.raises(DrvParseError):
         parse_input_drvs("not a drv")
+
+
+def test_base_dir_is_part_of_the_key_only_where_it_resolves_paths():
+    f = EvalConfig(file="/x.nix")
+    assert f.resolved("/a").session_key() == f.resolved("/b").session_key()
+    e = EvalConfig(expr="import ./x.nix")
+    assert e.resolved("/a").session_key() != e.resolved("/b").session_key()
+    a = EvalConfig(file="/x.nix", args=(Arg("p", "./p"),))
+    assert a.resolved("/a").session_key() != a.resolved("/b").session_key()
