@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 
+from protocol.argtypes import count, positive_seconds
 from protocol.config import Arg, EvalConfig
 from protocol.query import Filter
 
@@ -34,26 +35,6 @@ examples:
 """
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must not be negative: {text}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be positive")
-    return value
-
-
 def add_input_options(p: argparse.ArgumentParser) -> None:
     """What to evaluate: the options that make up a session's key."""
     src = p.add_argument_group("input (exactly one)")
@@ -81,10 +62,10 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """How to evaluate: options that do not change the result."""
     r = p.add_argument_group("workers")
-    r.add_argument("--workers", type=_positive_int, default=1, metavar="N", help="local worker processes (default 1)")
-    r.add_argument("--max-memory", type=_positive_int, default=4096, metavar="MB",
+    r.add_argument("--workers", type=count, default=1, metavar="N", help="local worker processes (default 1)")
+    r.add_argument("--max-memory", type=count, default=4096, metavar="MB",
                    help="per-worker memory limit in MiB; a worker over it is replaced (default 4096)")
-    r.add_argument("--timeout", type=_seconds, default=None, metavar="SECONDS",
+    r.add_argument("--timeout", type=positive_seconds, default=None, metavar="SECONDS",
                    help="per-attribute time limit; an attribute over it gets an error event")
     r.add_argument("--gc-roots-dir", metavar="DIR", help="register a GC root for every evaluated derivation")
 

@@ -11,6 +11,7 @@ import logging
 import os
 import sys
 
+from protocol.argtypes import positive_count, seconds
 from protocol.endpoint import socket_path
 
 from ._errors import EvixError
@@ -37,26 +38,6 @@ examples:
 """
 
 
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a number of seconds: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must not be negative")
-    return value
-
-
 def build_parser(prog: str = "evixd") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,21 +45,21 @@ def build_parser(prog: str = "evixd") -> argparse.ArgumentParser:
     p.add_argument("--socket", metavar="PATH", help="socket path (see below)")
     lim = p.add_argument_group("limits")
     d = DaemonSettings(socket_path="")
-    lim.add_argument("--max-connections", type=_count, default=d.max_connections, metavar="N",
+    lim.add_argument("--max-connections", type=positive_count, default=d.max_connections, metavar="N",
                      help=f"open connections at once; more are refused (default {d.max_connections})")
-    lim.add_argument("--max-request-kib", type=_count, default=d.max_request_bytes >> 10, metavar="KIB",
+    lim.add_argument("--max-request-kib", type=positive_count, default=d.max_request_bytes >> 10, metavar="KIB",
                      help=f"largest request line; larger ones are refused (default {d.max_request_bytes >> 10})")
-    lim.add_argument("--max-sessions", type=_count, default=d.max_sessions, metavar="N",
+    lim.add_argument("--max-sessions", type=positive_count, default=d.max_sessions, metavar="N",
                      help=f"warm sessions kept; the least recently used goes first (default {d.max_sessions})")
-    lim.add_argument("--max-session-memory", type=_count, default=d.max_session_memory >> 20, metavar="MB",
+    lim.add_argument("--max-session-memory", type=positive_count, default=d.max_session_memory >> 20, metavar="MB",
                      help="estimated memory of all warm graphs; the least recently used goes first "
                           f"(default {d.max_session_memory >> 20})")
-    lim.add_argument("--warm-seconds", type=_seconds, default=d.warm_seconds, metavar="S",
+    lim.add_argument("--warm-seconds", type=seconds, default=d.warm_seconds, metavar="S",
                      help="how long a session keeps started workers after its last eval, 0 for never "
                           f"(default {d.warm_seconds:g})")
     lim.add_argument("--max-warm-workers", type=int, default=d.max_warm_workers, metavar="N",
                      help=f"idle started workers kept across all sessions (default {d.max_warm_workers})")
-    lim.add_argument("--max-workers", type=_count, default=d.max_workers, metavar="N",
+    lim.add_argument("--max-workers", type=positive_count, default=d.max_workers, metavar="N",
                      help=f"cap on a request's --workers (default {d.max_workers})")
     p.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (repeat for more)")
     p.add_argument("-q", "--quiet", action="count", default=0,
