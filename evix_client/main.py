@@ -7,9 +7,9 @@ import sys
 
 from protocol.config import ConfigError
 from protocol.endpoint import socket_path
+from protocol.loglevel import setup_logging
 
 from .cli import build_parser, config_from_args, filter_from_args, take_pair_options
-from .logs import setup_logging
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,13 +13,11 @@ import sys
 
 from protocol.argtypes import positive_count, seconds
 from protocol.endpoint import socket_path
+from protocol.loglevel import ENV as LOG_ENV
+from protocol.loglevel import setup_logging
 
 from ._errors import EvixError
 from ._settings import DaemonSettings
-
-LOG_ENV = "EVIX_LOG"
-_LEVELS = {"debug": logging.DEBUG, "info": logging.INFO, "warning": logging.WARNING, "error": logging.ERROR,
-           "off": logging.CRITICAL + 10}
 
 DESCRIPTION = """\
 Keep evaluated derivation graphs warm and answer eval, query and diff requests
@@ -80,13 +78,6 @@ def settings_from_args(ns: argparse.Namespace) -> DaemonSettings:
     )
 
 
-def _setup_logging(verbose: int, quiet: int) -> None:
-    env = os.environ.get(LOG_ENV, "").strip().lower()
-    level = _LEVELS[env] if env in _LEVELS else max(logging.DEBUG, logging.INFO - 10 * verbose + 10 * quiet)
-    logging.basicConfig(level=level, stream=sys.stderr,
-                        format="evixd: %(message)s" if level > logging.DEBUG else "evixd %(name)s %(levelname)s: %(message)s")
-
-
 def main(argv: list[str] | None = None, prog: str = "evixd") -> int:
     """Runs the daemon; returns the exit status (0 after a clean stop, 1 when it cannot start)."""
     if os.environ.get("EVIX_WORKER"):  # this binary hosts a worker (see evixd.run_worker)
@@ -97,7 +88,7 @@ def main(argv: list[str] | None = None, prog: str = "evixd") -> int:
     ns = parser.parse_args(argv)
     if not ns.foreground:
         parser.error("evixd runs in the foreground only: pass --foreground (systemd supervises it as a service)")
-    _setup_logging(ns.verbose, ns.quiet)
+    setup_logging(ns.verbose, ns.quiet, default=logging.INFO, name="evixd")
     settings = settings_from_args(ns)
 
     import trio

@@ -7,4 +7,5 @@
 - `query`: filters over a warm derivation graph.
 - `framing`, `rpc`, `endpoint`: the daemon's JSON-RPC 2.0 (one message per line), its
   methods' params and error codes, and where its socket is.
+- `argtypes`, `loglevel`: what `evix` and `evixd` share on their command lines.
 """
