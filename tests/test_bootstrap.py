@@ -80,3 +80,49 @@ def test_flake_nix_parses() -> None:
     args = run(["nix-instantiate", "--eval", "--strict", "--json", "-E",
                 f"builtins.attrNames (builtins.functionArgs (import {flake}).outputs)"]).stdout
     assert "nixpkgs" in args and "self" in args
+
+
+def _env(tmp_path: Path, **extra: str) -> dict[str, str]:
+    env = dict(os.environ, EVIX_NIX_PREFIX=str(tmp_path / "prefix"), PKG_CONFIG_PATH=str(tmp_path / "pc"))
+    env.pop("PKG_CONFIG_LIBDIR", None)
+    env.update(extra)
+    (tmp_path / "pc").mkdir(exist_ok=True)
+    return env
+
+
+def _fake_pc(tmp_path: Path, version: str) -> None:
+    (tmp_path / "pc").mkdir(exist_ok=True)
+    (tmp_path / "pc" / "nix-expr-c.pc").write_text(f"Name: nix-expr-c\nDescription: x\nVersion: {version}\n")
+
+
+def _ubuntu(tmp_path: Path) -> str:
+    path = tmp_path / "os-release"
+    path.write_text('ID=ubuntu\nVERSION_CODENAME=noble\nPRETTY_NAME="Ubuntu 24.04"\n')
+    return str(path)
+
+
+def test_an_installed_nix_c_api_skips_the_build(tmp_path: Path) -> None:
+    _fake_pc(tmp_path, "2.30.1")
+    proc = subprocess.run([str(BOOTSTRAP)], capture_output=True, text=True, timeout=30, env=_env(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert "pkg-config finds nix-expr-c 2.30.1: using the installed Nix" in proc.stderr
+    assert not (tmp_path / "prefix").exists()
+
+
+def test_an_older_nix_does_not_count_and_other_systems_are_refused(tmp_path: Path) -> None:
+    _fake_pc(tmp_path, "2.24.0")
+    env = _env(tmp_path, EVIX_OS_RELEASE=_ubuntu(tmp_path))
+    proc = subprocess.run([str(BOOTSTRAP)], capture_output=True, text=True, timeout=30, env=env)
+    assert proc.returncode == 1
+    assert "Debian 12 (bookworm); this is Ubuntu 24.04" in proc.stderr
+    assert "pkg-config nix-expr-c" in proc.stderr  # says what to install instead
+
+
+def test_a_prefix_without_its_stamp_is_not_taken_as_built(tmp_path: Path) -> None:
+    lib = tmp_path / "prefix" / "lib"
+    lib.mkdir(parents=True)
+    (lib / "libnixexprc.so").write_text("half-built")  # an interrupted build left this
+    env = _env(tmp_path, EVIX_OS_RELEASE=_ubuntu(tmp_path))
+    proc = subprocess.run([str(BOOTSTRAP)], capture_output=True, text=True, timeout=30, env=env)
+    assert "already built" not in proc.stderr
+    assert proc.returncode == 1 and "Debian 12" in proc.stderr  # it would build, were this Debian
