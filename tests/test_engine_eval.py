@@ -213,3 +213,14 @@ def test_progress_line_only_on_a_terminal():
     assert b"\r" in seen  # one line, rewritten in place
     assert b"derivations," not in out  # never on stdout
     assert "derivations," not in run_evix("--file", str(FIXTURES / "broken.nix")).stderr
+
+
+def test_verbosity_flags_and_the_env_override():
+    quiet = run_evix("--file", str(JOBS))
+    assert "derivations," not in quiet.stderr  # warnings only by default
+    verbose = run_evix("--file", str(JOBS), "-v")
+    assert "derivations, 0 errors in" in verbose.stderr
+    silenced = run_evix("--file", str(FIXTURES / "broken.nix"), "-v", env={"EVIX_LOG": "off"})
+    assert silenced.stderr == "" and silenced.errors()  # events unaffected
+    forced = run_evix("--file", str(JOBS), "-q", "-q", env={"EVIX_LOG": "info"})
+    assert "derivations, 0 errors in" in forced.stderr
