@@ -8,6 +8,11 @@ from protocol.config import EvalConfig
 
 
 def run_local_eval(config: EvalConfig) -> int:
+    from evix_worker.spawn import spawn
+
+    # Workers start first: they initialise Nix while this process imports the engine.
+    command = list(config.worker_command) if config.worker_command else None
+    spawned = [spawn(command) for _ in range(config.workers)]
     import trio
 
     from evixd import EvixError, Scheduler
@@ -16,7 +21,7 @@ def run_local_eval(config: EvalConfig) -> int:
 
     async def main() -> int:
         try:  # straight to stdout: a one-shot run keeps no graph
-            summary = await Scheduler(config, out.write).run()
+            summary = await Scheduler(config, out.write, spawned=spawned).run()
         except EvixError as e:
             out.flush()
             print(f"evix: error: {e}", file=sys.stderr)

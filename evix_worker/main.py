@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 import os
-import resource
 import sys
 
-WORKER_ENV = "EVIX_WORKER"
-"""Set in a worker's environment. An embedder whose binary re-executes itself to host
-workers checks it at start-up and calls `run_worker()` when it is set."""
+from .spawn import STACK_BYTES, WORKER_ENV, raise_stack_limit
 
-STACK_BYTES = 64 << 20
+__all__ = ["WORKER_ENV", "STACK_BYTES", "ensure_stack", "run_worker"]
+
 _REEXEC_ENV = "EVIX_WORKER_STACK_SET"
 
 
 def ensure_stack() -> None:
-    """Re-executes this process with a 64 MiB main-thread stack.
-
-    Nix uses ~2 KiB of C stack per call level: on the default 8 MiB a deep recursion
-    segfaults before Nix's own max-call-depth can report it as an error.
-    """
-    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
-    if soft == resource.RLIM_INFINITY or soft >= STACK_BYTES or os.environ.get(_REEXEC_ENV):
+    """Re-executes this process with a STACK_BYTES main-thread stack, unless it has one
+    (workers spawned by evix get it from their parent; an embedder's may not)."""
+    if os.environ.get(_REEXEC_ENV) or not raise_stack_limit():
         return
-    new = STACK_BYTES if hard == resource.RLIM_INFINITY else min(STACK_BYTES, hard)
-    if new <= soft:
-        return
-    resource.setrlimit(resource.RLIMIT_STACK, (new, hard))
     os.environ[_REEXEC_ENV] = "1"
     os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
 

@@ -10,6 +10,8 @@ the environment has `WORKER_ENV` set:
         sys.exit(evixd.run_worker())
 """
 
+from evix_worker.spawn import WORKER_ENV as WORKER_ENV
+
 from ._errors import EvixError as EvixError
 from ._errors import InputError as InputError
 from ._errors import InternalError as InternalError
@@ -20,10 +22,7 @@ from ._graph import Graph as Graph
 from ._pool import WorkerPool as WorkerPool
 from ._scheduler import Scheduler as Scheduler
 from ._scheduler import Summary as Summary
-from ._server import serve as serve
 from ._session import Session as Session
-from ._settings import DaemonSettings as DaemonSettings
-from ._worker_process import WORKER_ENV as WORKER_ENV
 
 
 def run_worker() -> int:
@@ -31,3 +30,16 @@ def run_worker() -> int:
     from evix_worker import run_worker as _run
 
     return _run()
+
+
+def __getattr__(name: str) -> object:
+    """The daemon's entry points load on first use: a local `evix eval` never needs them."""
+    if name == "serve":
+        from ._server import serve
+
+        return serve
+    if name == "DaemonSettings":
+        from ._settings import DaemonSettings
+
+        return DaemonSettings
+    raise AttributeError(f"module 'evixd' has no attribute {name!r}")

@@ -26,6 +26,7 @@ from typing import Any
 import orjson
 import trio
 
+from evix_worker.spawn import SpawnedWorker
 from protocol import wire
 from protocol.config import ConfigError, EvalConfig
 from protocol.events import format_attr
@@ -129,13 +130,22 @@ class Scheduler:
     """Runs one evaluation of `config` and streams its events to `sink`."""
 
     def __init__(
-        self, config: EvalConfig, sink: EventSink, *, progress: bool | None = None, pool: WorkerPool | None = None
+        self,
+        config: EvalConfig,
+        sink: EventSink,
+        *,
+        progress: bool | None = None,
+        pool: WorkerPool | None = None,
+        spawned: list[SpawnedWorker] | None = None,
     ) -> None:
+        """`pool` hands out warm workers; `spawned` are workers started ahead of this run
+        (evix_worker.spawn), used first."""
         if config.workers < 1:
             raise ConfigError("--workers must be at least 1 (remote workers are not available yet)")
         self.config = config
         self.sink = sink
         self.pool = pool
+        self.spawned = list(spawned or ())
         self.queue = _Queue()
         self.summary = Summary()
         self.progress = sys.stderr.isatty() if progress is None else progress
@@ -246,7 +256,7 @@ class Scheduler:
             worker = await self.pool.acquire()
         else:
             worker = WorkerProcess(list(self.config.worker_command) if self.config.worker_command else None)
-            await worker.start(nursery)
+            await worker.start(nursery, self.spawned.pop() if self.spawned else None)
         try:
             await worker.setup(self.config, self.config.max_memory_mb)
         except BaseException:

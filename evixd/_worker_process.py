@@ -12,18 +12,18 @@ import collections
 import logging
 import mmap
 import os
-import resource
 import signal
 import struct
 import subprocess
-import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import orjson
 import psutil
 import trio
 
+from evix_worker.spawn import SpawnedWorker, spawn
 from protocol import wire
 from protocol.config import EvalConfig
 
@@ -31,8 +31,6 @@ from ._errors import WorkerStartError
 
 log = logging.getLogger("evix.worker")
 
-PROGRESS_FD_ENV = "EVIX_PROGRESS_FD"  # same name as evix_worker.serve (not imported: no nixffi here)
-WORKER_ENV = "EVIX_WORKER"
 WATCHDOG_PERIOD = 0.2
 
 
@@ -44,19 +42,44 @@ class WorkerDied(Exception):
     in_flight: int | None
 
 
-WORKER_STACK_BYTES = 64 << 20  # as evix_worker.main.STACK_BYTES
+def _take_fd(pipe: Any) -> int:
+    fd = os.dup(pipe.fileno())
+    pipe.close()
+    return fd
 
 
-def _big_stack() -> None:
-    """In the child before exec: the stack Nix needs for deep recursion (see evix_worker.main)."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
-    if soft != resource.RLIM_INFINITY and soft < WORKER_STACK_BYTES:
-        want = WORKER_STACK_BYTES if hard == resource.RLIM_INFINITY else min(WORKER_STACK_BYTES, hard)
-        resource.setrlimit(resource.RLIMIT_STACK, (want, hard))
+class _Child:
+    """A spawned worker under trio: its pipes as trio streams, its exit awaited on a pidfd."""
 
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+        self.stdin = trio.lowlevel.FdStream(_take_fd(popen.stdin))
+        self.stdout = trio.lowlevel.FdStream(_take_fd(popen.stdout))
+        self.stderr = trio.lowlevel.FdStream(_take_fd(popen.stderr))
 
-def default_worker_command() -> list[str]:
-    return [sys.executable, "-m", "evix_worker"]
+    @property
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    async def wait(self) -> int:
+        if self.popen.poll() is None:
+            try:
+                pidfd = os.pidfd_open(self.pid)
+            except ProcessLookupError:
+                pidfd = -1
+            if pidfd >= 0:
+                try:
+                    await trio.lowlevel.wait_readable(pidfd)
+                finally:
+                    os.close(pidfd)
+        return self.popen.wait()
+
+    def kill(self) -> None:
+        try:
+            os.kill(self.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
 
 
 class _FrameReader:
@@ -86,8 +109,8 @@ class WorkerProcess:
     """A started worker process; `setup` then `run_batch` any number of times, then `close`."""
 
     def __init__(self, command: list[str] | None = None) -> None:
-        self.command = command or default_worker_command()
-        self.process: trio.Process | None = None
+        self.command = command
+        self.process: _Child | None = None
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self._progress_fd = -1
         self._progress: mmap.mmap | None = None
@@ -101,25 +124,12 @@ class WorkerProcess:
     def pid(self) -> int:
         return self.process.pid if self.process else 0
 
-    async def start(self, nursery: trio.Nursery) -> None:
-        """Spawns the process (it initialises Nix, then waits for setup)."""
-        self._progress_fd = os.memfd_create("evix-progress")
-        os.ftruncate(self._progress_fd, 16)
+    async def start(self, nursery: trio.Nursery, spawned: SpawnedWorker | None = None) -> None:
+        """Adopts `spawned` (or spawns a worker now); its stderr is forwarded to our log."""
+        spawned = spawned or spawn(self.command)
+        self._progress_fd = spawned.progress_fd
         self._progress = mmap.mmap(self._progress_fd, 16)
-        env = dict(os.environ, **{WORKER_ENV: "1", PROGRESS_FD_ENV: str(self._progress_fd)})
-        # Without it glibc hands heap back to the kernel and takes it again around every
-        # .drv Nix writes: up to 2x slower evaluation (measured, bench/README.md).
-        env.setdefault("MALLOC_TRIM_THRESHOLD_", str(256 << 20))
-        self.process = await trio.lowlevel.open_process(
-            self.command,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            env=env,
-            pass_fds=(self._progress_fd,),
-            start_new_session=True,  # Ctrl-C reaches the master only; it stops the workers
-            preexec_fn=_big_stack,  # spares the worker re-executing itself for its stack
-        )
+        self.process = _Child(spawned.process)
         self._reader = _FrameReader(self.process.stdout)
         nursery.start_soon(self._forward_stderr)
 
@@ -281,7 +291,7 @@ class WorkerProcess:
                     except ProcessLookupError:
                         pass
                     await self.process.wait()
-            for stream in (self.process.stdin, self.process.stdout):
+            for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
                 try:
                     await stream.aclose()
                 except Exception:

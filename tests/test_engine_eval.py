@@ -193,8 +193,11 @@ def test_progress_line_only_on_a_terminal():
 
     from evix_helpers import REPO, evix_command
 
+    # long enough (~0.5 s) for a few refreshes of the line
+    many = ('builtins.listToAttrs (builtins.genList (i: { name = "d${toString i}"; value = derivation '
+            '{ name = "p${toString i}"; system = "x"; builder = "/bin/sh"; }; }) 15000)')
     master, slave = pty.openpty()
-    proc = subprocess.Popen(evix_command("eval", "--no-daemon", "--file", str(FIXTURES / "broken.nix")),
+    proc = subprocess.Popen(evix_command("eval", "--no-daemon", "--expr", many),
                             stdout=subprocess.PIPE, stderr=slave, env=dict(os.environ, PYTHONPATH=str(REPO)))
     os.close(slave)
     out, _ = proc.communicate(timeout=60)
