@@ -64,7 +64,6 @@ def enable_flakes() -> None:
     if _flakes_ready:
         return
     enable_experimental_features("nix-command", "flakes")
-    from ._native import ffi
 
     _flake_settings = lib.nix_flake_settings_new(ctx)  # lives as long as the process
     check(lib.nix_flake_init_global(ctx, _flake_settings))
