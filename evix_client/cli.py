@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+from collections.abc import Callable
 
 from protocol.argtypes import count, positive_seconds
 from protocol.config import Arg, EvalConfig
@@ -146,27 +147,23 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="evix", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    ev = sub.add_parser("eval", help="evaluate once and stream events as NDJSON", description=DESCRIPTION,
-                        epilog=EVAL_EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_input_options(ev)
-    add_run_options(ev)
+    def command(name: str, help: str, description: str, epilog: str, *extra: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
+        """A subcommand with the option groups every evaluating command shares."""
+        p = sub.add_parser(name, help=help, description=description, epilog=epilog,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+        add_input_options(p)
+        for add in extra:
+            add(p)
+        add_run_options(p)
+        return p
+
+    ev = command("eval", "evaluate once and stream events as NDJSON", DESCRIPTION, EVAL_EPILOG)
     ev.add_argument("--no-daemon", action="store_true", help="evaluate in this process even if a daemon runs")
     add_common_options(ev)
-
-    q = sub.add_parser("query", help="print derivations of the daemon's warm session (needs the daemon)",
-                       description="Query a warm session of the evix daemon.", epilog=QUERY_EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_input_options(q)
-    add_filter_options(q)
-    add_run_options(q)
-    add_common_options(q)
-
-    d = sub.add_parser("diff", help="re-evaluate and compare with the daemon's warm session (needs the daemon)",
-                       description="Re-evaluate and compare with the daemon's warm session.", epilog=DIFF_EPILOG,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_input_options(d)
-    add_run_options(d)
-    add_common_options(d)
+    add_common_options(command("query", "print derivations of the daemon's warm session (needs the daemon)",
+                               "Query a warm session of the evix daemon.", QUERY_EPILOG, add_filter_options))
+    add_common_options(command("diff", "re-evaluate and compare with the daemon's warm session (needs the daemon)",
+                               "Re-evaluate and compare with the daemon's warm session.", DIFF_EPILOG))
 
     # `evix daemon ...` is handed to evixd's own parser before this one runs (see main.py);
     # registered here so that `evix --help` lists it.
