@@ -52,37 +52,36 @@ class Evaluator:
     def run(self, chunks: list[list[Any]], mark: Callable[[int], None]) -> BatchOutcome:
         """Evaluates the batch; `mark(i)` is called before the i-th item (flat index) starts."""
         out = BatchOutcome()
-        index = 0
         for parent, names in chunks:
             path = tuple(parent)
-            if names is None:
-                mark(index)
-                self._root_item(path, out)
-                index += 1
-                out.done = index
-                if out.restart or peak_rss_kib() > self.limit_kib:
-                    out.restart = True
-                    return out
-                continue
+            items: list[str | None] = [None] if names is None else names  # None: the path itself
             prefix = format_attr(path) + "." if path else ""
-            mark(index)  # walking to the parent can crash too: blame its first child
+            mark(out.done)  # walking to the parent can crash too: blame its first item
             try:
-                parent_value = self._set_at(path)
+                value = self._set_at(path)
             except NixError as e:
-                for name in names:
-                    self._error(path + (name,), prefix + quote_attr(name), e.message, out)
-                index += len(names)
-                out.done = index
+                for name in items:
+                    self._error(*self._where(path, prefix, name), e, out)
+                    out.done += 1
                 continue
-            for name in names:
-                mark(index)
-                self._child(parent_value, path, prefix, name, out)
-                index += 1
-                out.done = index
+            for name in items:
+                mark(out.done)
+                if name is None:
+                    self._self_item(value, path, out)
+                else:
+                    self._child(value, path, prefix, name, out)
+                out.done += 1
                 if out.restart or peak_rss_kib() > self.limit_kib:
                     out.restart = True
                     return out
         return out
+
+    @staticmethod
+    def _where(path: tuple[str, ...], prefix: str, name: str | None) -> tuple[tuple[str, ...], str]:
+        """The attrPath and attr of item `name` of `path` (None: `path` itself)."""
+        if name is None:
+            return path, prefix[:-1]
+        return path + (name,), prefix + quote_attr(name)
 
     def _set_at(self, path: tuple[str, ...]) -> nixffi.Value:
         v = self.sets.get(path)
@@ -93,16 +92,16 @@ class Evaluator:
         return v
 
     # ---- one attribute ------------------------------------------------------------------
-    def _root_item(self, path: tuple[str, ...], out: BatchOutcome) -> None:
+    def _self_item(self, v: nixffi.Value, path: tuple[str, ...], out: BatchOutcome) -> None:
+        """The value at `path` itself (the root): a derivation, else a set to traverse."""
         attr = format_attr(path)
         try:
-            v = self._set_at(path)  # an attribute set: the loader checked
             if classify(v, self.expand_all) == Kind.DERIVATION:
                 self._derivation(v, path, attr, out)
             else:
                 self._attrset(v, path, attr, out)
         except NixError as e:
-            self._error(path, attr, e.message, out)
+            self._error(path, attr, e, out)
 
     def _child(self, parent: nixffi.Value, path: tuple[str, ...], prefix: str, name: str, out: BatchOutcome) -> None:
         try:
@@ -114,7 +113,7 @@ class Evaluator:
                 self.sets[child_path] = v
                 self._attrset(v, child_path, prefix + quote_attr(name), out)
         except NixError as e:
-            self._error(path + (name,), prefix + quote_attr(name), e.message, out)
+            self._error(path + (name,), prefix + quote_attr(name), e, out)
 
     # ---- events ---------------------------------------------------------------------------
     def _attrset(self, v: nixffi.Value, path: tuple[str, ...], attr: str, out: BatchOutcome) -> None:
@@ -124,8 +123,9 @@ class Evaluator:
         if names != b"[]":
             out.expansions.append(b"[" + path_json + b"," + names + b"]")
 
-    def _error(self, path: tuple[str, ...], attr: str, message: str, out: BatchOutcome) -> None:
-        if "std::bad_alloc" in message:  # the GC heap cap: this worker's heap is spent
+    def _error(self, path: tuple[str, ...], attr: str, error: NixError, out: BatchOutcome) -> None:
+        message = error.message
+        if error.out_of_memory:  # the GC heap cap: this worker's heap is spent
             message = (f"out of memory: evaluating this attribute passed the worker memory limit "
                        f"(--max-memory {self.limit_kib >> 10} MiB); Nix said: {message}")
             out.restart = True
