@@ -35,7 +35,9 @@ def run_local_eval(config: EvalConfig) -> int:
         return 0
 
     try:
-        return trio.run(main)
+        # Ctrl-C as a cancellation of the main task at a checkpoint, never raised in the middle
+        # of some task's bookkeeping (the master never computes long between checkpoints).
+        return trio.run(main, restrict_keyboard_interrupt_to_checkpoints=True)
     except BaseExceptionGroup as group:  # trio groups what its nurseries raise
         if group.subgroup(KeyboardInterrupt) is not None:
             raise KeyboardInterrupt from None
