@@ -42,16 +42,20 @@ def peak_rss_kib() -> int:
 
 
 class Evaluator:
-    def __init__(self, root: nixffi.Value, config: EvalConfig, max_memory_mb: int | None = None) -> None:
+    def __init__(self, root: nixffi.Value, config: EvalConfig) -> None:
         self.config = config
         self.sets: dict[tuple[str, ...], nixffi.Value] = {(): root}
-        self.limit_kib = (max_memory_mb or config.max_memory_mb) * 1024
+        self.limit_kib = config.max_memory_mb * 1024
         self.expand_all = config.force_recurse
+        self.retiring = False
 
     # ---- batches ------------------------------------------------------------------------
     def run(self, chunks: list[list[Any]], mark: Callable[[int], None]) -> BatchOutcome:
         """Evaluates the batch; `mark(i)` is called before the i-th item (flat index) starts."""
         out = BatchOutcome()
+        if self.retiring:  # asked to be replaced: batches sent meanwhile go back untouched
+            out.restart = True
+            return out
         for parent, names in chunks:
             path = tuple(parent)
             items: list[str | None] = [None] if names is None else names  # None: the path itself
@@ -63,6 +67,9 @@ class Evaluator:
                 for name in items:
                     self._error(*self._where(path, prefix, name), e, out)
                     out.done += 1
+                if out.restart:
+                    self.retiring = True
+                    return out
                 continue
             for name in items:
                 mark(out.done)
@@ -72,7 +79,7 @@ class Evaluator:
                     self._child(value, path, prefix, name, out)
                 out.done += 1
                 if out.restart or peak_rss_kib() > self.limit_kib:
-                    out.restart = True
+                    out.restart = self.retiring = True
                     return out
         return out
 
@@ -86,9 +93,7 @@ class Evaluator:
     def _set_at(self, path: tuple[str, ...]) -> nixffi.Value:
         v = self.sets.get(path)
         if v is None:
-            v = self._set_at(path[:-1]).get(path[-1])
-            v.force()
-            self.sets[path] = v
+            v = self.sets[path] = self._set_at(path[:-1]).get(path[-1])  # get() forces it
         return v
 
     # ---- one attribute ------------------------------------------------------------------
@@ -100,7 +105,7 @@ class Evaluator:
                 self._derivation(v, path, attr, out)
             else:
                 self._attrset(v, path, attr, out)
-        except NixError as e:
+        except (NixError, OSError, drvfile.DrvParseError) as e:
             self._error(path, attr, e, out)
 
     def _child(self, parent: nixffi.Value, path: tuple[str, ...], prefix: str, name: str, out: BatchOutcome) -> None:
@@ -112,7 +117,7 @@ class Evaluator:
                 child_path = path + (name,)
                 self.sets[child_path] = v
                 self._attrset(v, child_path, prefix + quote_attr(name), out)
-        except NixError as e:
+        except (NixError, OSError, drvfile.DrvParseError) as e:
             self._error(path + (name,), prefix + quote_attr(name), e, out)
 
     # ---- events ---------------------------------------------------------------------------
@@ -123,11 +128,14 @@ class Evaluator:
         if names != b"[]":
             out.expansions.append(b"[" + path_json + b"," + names + b"]")
 
-    def _error(self, path: tuple[str, ...], attr: str, error: NixError, out: BatchOutcome) -> None:
-        message = error.message
-        if error.out_of_memory:  # the GC heap cap: this worker's heap is spent
+    def _error(self, path: tuple[str, ...], attr: str, error: Exception, out: BatchOutcome) -> None:
+        if not isinstance(error, NixError):  # reading the .drv or writing a GC root
+            message = f"error: {error}"
+        elif not error.out_of_memory:
+            message = error.message
+        else:  # the GC heap cap: this worker's heap is spent
             message = (f"out of memory: evaluating this attribute passed the worker memory limit "
-                       f"(--max-memory {self.limit_kib >> 10} MiB); Nix said: {message}")
+                       f"(--max-memory {self.limit_kib >> 10} MiB); Nix said: {error.message}")
             out.restart = True
         out.errors += 1
         out.events.append(orjson.dumps({"attr": attr, "attrPath": path, "error": message, "fatal": False}))

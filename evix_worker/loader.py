@@ -11,6 +11,8 @@ from protocol.config import EvalConfig
 from protocol.events import parse_attr
 from protocol.flakeref import local_flake_dir, split_flake_ref
 
+from . import gcroots
+
 
 class LoadError(Exception):
     """The input itself cannot be loaded: the whole evaluation fails (message says why)."""
@@ -44,8 +46,16 @@ def _select(value: nixffi.Value, fragment: str, what: str) -> nixffi.Value:
 def load(config: EvalConfig) -> Loaded:
     """Evaluates the root of `config` (flake output, file or expression, auto-called with --arg)."""
     config.validate()
+    # The config is the whole truth: a worker of the daemon must not see the daemon's NIX_PATH.
     if config.nix_path:
         os.environ["NIX_PATH"] = config.nix_path
+    else:
+        os.environ.pop("NIX_PATH", None)
+    if config.gc_roots_dir:
+        try:
+            gcroots.prepare(config.gc_roots_dir)
+        except OSError as e:
+            raise LoadError(f"--gc-roots-dir {config.gc_roots_dir}: {e.strerror or e}") from e
     try:
         if config.flake is not None:
             nixffi.enable_flakes()

@@ -227,3 +227,12 @@ def test_verbosity_flags_and_the_env_override():
     assert silenced.stderr == "" and silenced.errors()  # events unaffected
     forced = run_evix("--file", str(JOBS), "-q", "-q", env={"EVIX_LOG": "info"})
     assert "derivations, 0 errors in" in forced.stderr
+
+
+def test_an_unusable_gc_roots_dir_is_one_clear_fatal_error(tmp_path: Path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    run = run_evix("--file", str(JOBS), "--gc-roots-dir", str(blocker / "roots"))
+    assert run.code == 1 and run.events == []
+    assert f"--gc-roots-dir {blocker / 'roots'}: Not a directory" in run.stderr
+    assert "worker exited" not in run.stderr and "Traceback" not in run.stderr

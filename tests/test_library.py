@@ -83,3 +83,15 @@ async def test_workers_over_max_memory_are_recycled_without_losing_events():
     assert {a: r.drv_path for a, r in tiny.graph.derivations.items()} == {
         a: r.drv_path for a, r in normal.graph.derivations.items()
     }
+
+
+async def test_the_config_not_the_environment_decides_nix_path(tmp_path: Path, monkeypatch):
+    (tmp_path / "lib.nix").write_text('derivation { name = "found"; system = "x"; builder = "/bin/sh"; }')
+    monkeypatch.setenv("NIX_PATH", f"mine={tmp_path}")  # what a daemon's workers would inherit
+    expr = "{ a = import <mine/lib.nix>; }"
+    with_path = await Session.open(EvalConfig(expr=expr, nix_path=f"mine={tmp_path}"))
+    await with_path.evaluate()
+    assert list(with_path.graph.derivations) == ["a"]
+    without = await Session.open(EvalConfig(expr=expr))
+    await without.evaluate()
+    assert "mine/lib.nix" in without.graph.errors["a"] and not without.graph.derivations
