@@ -92,9 +92,9 @@ def serve(in_fd: int, out_fd: int) -> int:
     # A backstop for allocations too fast for the master's RSS watchdog: past it Nix fails
     # with std::bad_alloc on the attribute. Set after loading, so a small limit never stops
     # the input from loading; recycling (peak RSS over the limit) stays the normal path.
-    limit = setup.max_memory_mb << 20
+    limit = config.max_memory_mb << 20
     nixffi.limit_gc_heap(max(2 * limit, nixffi.gc_heap_size() + limit))
-    evaluator = Evaluator(loaded.root, config, setup.max_memory_mb)
+    evaluator = Evaluator(loaded.root, config)
     progress = _Progress()
     while True:
         try:

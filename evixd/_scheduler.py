@@ -220,16 +220,15 @@ class Scheduler:
                     if not sent:
                         return
                     batch_id, batch = sent[0]
-                    result = await worker.receive_result(
-                        batch_id, timeout=self.config.item_timeout, max_memory_mb=self.config.max_memory_mb
-                    )
+                    result = await worker.receive_result(batch_id)
                 except WorkerDied as died:
                     self.summary.worker_deaths += 1
+                    in_flight = worker.in_flight(sent[0][0]) if sent else None
                     await worker.close()
                     worker = None
                     for k, (_, batch) in enumerate(sent):
                         if k == 0:
-                            self._after_death(batch, died)
+                            self._after_death(batch, died.reason, in_flight)
                         else:  # queued behind the one it died on: never started
                             self._put_back(batch)
                         self.queue.release()
@@ -258,7 +257,7 @@ class Scheduler:
             worker = WorkerProcess(list(self.config.worker_command) if self.config.worker_command else None)
             await worker.start(nursery, self.spawned.pop() if self.spawned else None)
         try:
-            await worker.setup(self.config, self.config.max_memory_mb)
+            await worker.setup(self.config)
         except BaseException:
             await worker.close()
             raise
@@ -275,16 +274,18 @@ class Scheduler:
             for path, names in orjson.loads(result.expansions):
                 s.attrsets += 1
                 self.queue.put(tuple(path), names)
-        flat = _flat(batch)
-        for path, name in flat[result.done:]:
-            self.queue.put(path, None if name is None else [name])
+        if result.done < sum(1 if names is None else len(names) for _, names in batch):
+            for path, name in _flat(batch)[result.done:]:  # the worker stopped early: requeue the rest
+                self.queue.put(path, None if name is None else [name])
 
-    def _after_death(self, batch: list[Chunk], died: WorkerDied) -> None:
+    def _after_death(self, batch: list[Chunk], reason: str, in_flight: int | None) -> None:
+        """The item in flight gets an error event saying why the worker died, the others go
+        back to the queue (an item in three deaths without a known culprit gets the error too)."""
         flat = _flat(batch)
-        culprit = died.in_flight if died.in_flight is not None and died.in_flight < len(flat) else None
+        culprit = in_flight if in_flight is not None and in_flight < len(flat) else None
         for i, (path, name) in enumerate(flat):
             if i == culprit or (culprit is None and self._unattributed_limit((path, name))):
-                self._worker_error(path, name, died.reason)
+                self._worker_error(path, name, reason)
             else:
                 self.queue.put(path, None if name is None else [name])
 

@@ -16,7 +16,6 @@ import signal
 import struct
 import subprocess
 import time
-from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -34,12 +33,13 @@ log = logging.getLogger("evix.worker")
 WATCHDOG_PERIOD = 0.2
 
 
-@dataclass
 class WorkerDied(Exception):
-    """The worker ended during a batch. `in_flight` is the flat index of the item it was on (None: unknown)."""
+    """The worker ended during a batch; `reason` says how (signal, memory limit, timeout...).
+    Which item it was on: `WorkerProcess.in_flight`."""
 
-    reason: str
-    in_flight: int | None
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def _take_fd(pipe: Any) -> int:
@@ -116,8 +116,8 @@ class WorkerProcess:
         self._progress: mmap.mmap | None = None
         self._reader: _FrameReader | None = None
         self._killed_for: str | None = None
-        self.nix_version = ""
-        self.batches = 0
+        self._ps: psutil.Process | None = None
+        self.config = EvalConfig()
         self._outstanding = 0  # batches sent and not answered
 
     @property
@@ -130,6 +130,7 @@ class WorkerProcess:
         self._progress_fd = spawned.progress_fd
         self._progress = mmap.mmap(self._progress_fd, 16)
         self.process = _Child(spawned.process)
+        self._ps = psutil.Process(self.process.pid)
         self._reader = _FrameReader(self.process.stdout)
         nursery.start_soon(self._forward_stderr)
 
@@ -147,10 +148,12 @@ class WorkerProcess:
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
 
-    async def setup(self, config: EvalConfig, max_memory_mb: int) -> None:
-        """Sends the config; raises WorkerStartError (with Nix's message when the input can't load)."""
+    async def setup(self, config: EvalConfig) -> None:
+        """Sends the config; raises WorkerStartError (with Nix's message when the input can't load).
+        Its timeout and memory limit then apply to every batch."""
         assert self.process is not None and self._reader is not None
-        await self._send(wire.Setup(wire.PROTOCOL_VERSION, orjson.dumps(config.to_json()), max_memory_mb))
+        self.config = config
+        await self._send(wire.Setup(wire.PROTOCOL_VERSION, orjson.dumps(config.to_json())))
         try:
             reply = wire.decode_response(await self._reader.read())
         except (EOFError, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -160,13 +163,14 @@ class WorkerProcess:
             raise WorkerStartError(reply.message, fatal=True)
         if not isinstance(reply, wire.Ready):
             raise WorkerStartError(f"worker answered setup with {type(reply).__name__}", fatal=False)
-        self.nix_version = reply.nix_version
+        log.debug("worker %d ready (Nix %s)", reply.pid, reply.nix_version)
 
     async def _send(self, msg: wire.Request) -> None:
         assert self.process is not None
         await self.process.stdin.send_all(wire.encode_request(msg))
 
-    def _in_flight(self, batch: int) -> int | None:
+    def in_flight(self, batch: int) -> int | None:
+        """The flat index of the item of `batch` the worker was on (None: it had not started it)."""
         assert self._progress is not None
         seen_batch, index_plus_one = struct.unpack_from("<QQ", self._progress, 0)
         return index_plus_one - 1 if seen_batch == batch and index_plus_one else None
@@ -174,22 +178,21 @@ class WorkerProcess:
     async def send_batch(self, batch: int, items: bytes) -> None:
         """Queues a batch on the worker, which runs its batches in order; WorkerDied if it is gone."""
         assert self.process is not None
-        self.batches += 1
         self._outstanding += 1
         try:
             await self._send(wire.Work(batch, items))
         except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
             await self._reap()
-            raise WorkerDied(self._killed_for or self._exit_description(), None) from None
+            raise WorkerDied(self._killed_for or self._exit_description()) from None
 
-    async def receive_result(self, batch: int, *, timeout: float | None, max_memory_mb: int) -> wire.Result:
+    async def receive_result(self, batch: int) -> wire.Result:
         """The answer to `batch` (the oldest one sent); WorkerDied if the worker ends first
-        (crash, memory limit, timeout), with the item of `batch` it was on if it had started it."""
+        (crash, memory limit, timeout)."""
         assert self._reader is not None
         self._killed_for = None
         frame: bytes | None = None
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._watchdog, timeout, max_memory_mb)
+            nursery.start_soon(self._watchdog)
             try:
                 frame = await self._reader.read()
             except (EOFError, trio.BrokenResourceError, trio.ClosedResourceError):
@@ -197,25 +200,26 @@ class WorkerProcess:
             finally:
                 nursery.cancel_scope.cancel()
         if frame is None:
-            in_flight = self._in_flight(batch)
             await self._reap()
-            raise WorkerDied(self._killed_for or self._exit_description(), in_flight)
+            raise WorkerDied(self._killed_for or self._exit_description())
         self._outstanding -= 1
         reply = wire.decode_response(frame)
         if not isinstance(reply, wire.Result) or reply.batch != batch:
             await self._reap_now()
-            raise WorkerDied(f"protocol error: unexpected answer {type(reply).__name__}", self._in_flight(batch))
+            raise WorkerDied(f"protocol error: unexpected answer {type(reply).__name__}")
         return reply
 
-    async def _watchdog(self, timeout: float | None, max_memory_mb: int) -> None:
-        proc = psutil.Process(self.pid)
-        limit = max_memory_mb * 1024 * 1024
-        assert self._progress is not None
+    async def _watchdog(self) -> None:
+        """Kills the worker when its RSS passes --max-memory while it evaluates (between items
+        the worker checks itself and asks to be recycled) or when one item runs past --timeout."""
+        assert self._progress is not None and self._ps is not None
+        max_memory_mb, timeout = self.config.max_memory_mb, self.config.item_timeout
+        limit = max_memory_mb << 20
         last, since = bytes(self._progress[:16]), time.monotonic()
         while True:
             await trio.sleep(WATCHDOG_PERIOD)
             try:
-                rss = proc.memory_info().rss
+                rss = self._ps.memory_info().rss
             except psutil.Error:
                 return
             if rss > limit:

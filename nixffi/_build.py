@@ -125,18 +125,24 @@ HELPERS_SOURCE = r"""
 #include <stdlib.h>
 #include <string.h>
 typedef struct { char * data; size_t len; size_t cap; } evix_buf;
+static int evix_buf_append(evix_buf * b, const char * s, size_t n) {
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 256;
+        while (cap < b->len + n + 1) cap *= 2;
+        char * p = realloc(b->data, cap);
+        if (!p) return -1;
+        b->data = p;
+        b->cap = cap;
+    }
+    memcpy(b->data + b->len, s, n);
+    b->len += n;
+    b->data[b->len] = 0;
+    return 0;
+}
 static void evix_buf_set(const char * start, unsigned int n, void * user_data) {
     evix_buf * b = (evix_buf *) user_data;
-    if (n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 256;
-        while (cap < (size_t) n + 1) cap *= 2;
-        char * p = realloc(b->data, cap);
-        if (!p) { b->len = 0; return; }
-        b->data = p; b->cap = cap;
-    }
-    memcpy(b->data, start, n);
-    b->data[n] = 0;
-    b->len = n;
+    b->len = 0;
+    if (evix_buf_append(b, start, n) != 0) b->len = 0;
 }
 static void evix_buf_release(evix_buf * buf) { free(buf->data); buf->data = NULL; buf->cap = buf->len = 0; }
 /* Boehm GC, which libnixexpr links: a heap cap makes an over-large allocation fail (Nix

@@ -32,10 +32,14 @@ def _process_ending() -> None:
     _alive = False
 
 
+def alive() -> bool:
+    """False once the interpreter shuts down: then objects are freed in no particular order
+    (a value after its eval state), so frees are skipped; the process is ending anyway."""
+    return _alive
+
+
 def owned(ptr: Any, free: Callable[[Any], Any]) -> Any:
-    """`ptr`, freed with `free` when Python drops it, except while the interpreter shuts
-    down: then objects go in no particular order (a value after its eval state), and the
-    process is ending anyway."""
+    """`ptr`, freed with `free` when Python drops it (not during interpreter shutdown)."""
     return ffi.gc(ptr, lambda p: free(p) if _alive else None)
 
 

@@ -4,21 +4,6 @@
 
 enum { EVIX_ERROR = -1, EVIX_SKIP = 0, EVIX_DERIVATION = 1, EVIX_TRAVERSE = 2, EVIX_ATTRS = 3 };
 
-static int evix_buf_append(evix_buf * b, const char * s, size_t n) {
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (cap < b->len + n + 1) cap *= 2;
-        char * p = realloc(b->data, cap);
-        if (!p) return -1;
-        b->data = p;
-        b->cap = cap;
-    }
-    memcpy(b->data + b->len, s, n);
-    b->len += n;
-    b->data[b->len] = 0;
-    return 0;
-}
-
 static void evix_json_string(evix_buf * b, const char * s, size_t n) {
     static const char hex[] = "0123456789abcdef";
     evix_buf_append(b, "\"", 1);

@@ -10,7 +10,7 @@ import enum
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ._native import STRING_CB, _buf, check, ctx, ffi, lib, owned, raise_error
+from ._native import STRING_CB, _buf, alive, check, ctx, ffi, lib, raise_error
 
 if TYPE_CHECKING:
     from .state import EvalState
@@ -22,7 +22,9 @@ _release_ctx = lib.nix_c_context_create()
 
 def _release(ptr: Any) -> None:
     # A context of its own: a release may run between a failing call and the read of its error.
-    lib.nix_value_decref(_release_ctx, ptr)
+    # Checks `alive` itself (not through `owned`): one Value is made per attribute, so no lambda each.
+    if alive():
+        lib.nix_value_decref(_release_ctx, ptr)
 
 
 class ValueType(enum.IntEnum):
@@ -48,7 +50,7 @@ class Value:
 
     def __init__(self, ptr: Any, state: EvalState) -> None:
         """Takes ownership of one reference to `ptr` (as returned by the C API's getters)."""
-        self._ptr = owned(ptr, _release)
+        self._ptr = ffi.gc(ptr, _release)
         self.state = state
 
     @classmethod

@@ -59,7 +59,6 @@ def frame_size(header: bytes) -> int:
 class Setup:
     protocol_version: int
     config: bytes
-    max_memory_mb: int
 
 
 @dataclass(frozen=True)
@@ -108,7 +107,6 @@ def encode_request(msg: Request) -> bytes:
         b = m.init("setup")
         b.protocolVersion = msg.protocol_version
         b.config = msg.config
-        b.maxMemoryMb = msg.max_memory_mb
     elif isinstance(msg, Work):
         b = m.init("work")
         b.batch = msg.batch
@@ -147,7 +145,7 @@ def decode_request(frame: bytes) -> Request:
             which = m.which()
             if which == "setup":
                 b = m.setup
-                return Setup(b.protocolVersion, bytes(b.config), b.maxMemoryMb)
+                return Setup(b.protocolVersion, bytes(b.config))
             if which == "work":
                 return Work(m.work.batch, bytes(m.work.items))
             return Shutdown()

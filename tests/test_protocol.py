@@ -60,7 +60,7 @@ def test_wire_messages_round_trip_through_framing():
     header = frame[: wire.header_size(frame[:4])]
     assert wire.frame_size(header) == len(frame)
     assert wire.decode_response(frame) == result
-    for msg in (wire.Setup(wire.PROTOCOL_VERSION, b"{}", 10), wire.Work(1, b"[]"), wire.Shutdown()):
+    for msg in (wire.Setup(wire.PROTOCOL_VERSION, b"{}"), wire.Work(1, b"[]"), wire.Shutdown()):
         assert wire.decode_request(wire.encode_request(msg)) == msg
     with pytest.raises(wire.ProtocolError):
         wire.decode_response(b"\x00" * 16)

@@ -20,8 +20,7 @@ struct Request {
 
 struct Setup {
   protocolVersion @0 :UInt32;
-  config @1 :Data;            # protocol.config.EvalConfig as canonical JSON
-  maxMemoryMb @2 :UInt64;     # ask to be recycled once peak RSS passes this
+  config @1 :Data;            # protocol.config.EvalConfig as JSON (its maxMemoryMb: recycle past it)
 }
 
 struct Work {
