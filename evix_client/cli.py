@@ -6,8 +6,9 @@ import argparse
 import os
 from collections.abc import Callable
 
-from protocol.argtypes import count, positive_seconds
+from protocol.argtypes import positive_count, positive_seconds
 from protocol.config import Arg, EvalConfig
+from protocol.loglevel import add_logging_options
 from protocol.query import Filter
 
 DESCRIPTION = """\
@@ -63,9 +64,11 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
 def add_run_options(p: argparse.ArgumentParser) -> None:
     """How to evaluate: options that do not change the result."""
     r = p.add_argument_group("workers")
-    r.add_argument("--workers", type=count, default=1, metavar="N", help="local worker processes (default 1)")
-    r.add_argument("--max-memory", type=count, default=4096, metavar="MB",
-                   help="per-worker memory limit in MiB; a worker over it is replaced (default 4096)")
+    d = EvalConfig()
+    r.add_argument("--workers", type=positive_count, default=d.workers, metavar="N",
+                   help=f"local worker processes (default {d.workers})")
+    r.add_argument("--max-memory", type=positive_count, default=d.max_memory_mb, metavar="MB",
+                   help=f"per-worker memory limit in MiB; a worker over it is replaced (default {d.max_memory_mb})")
     r.add_argument("--timeout", type=positive_seconds, default=None, metavar="SECONDS",
                    help="per-attribute time limit; an attribute over it gets an error event")
     r.add_argument("--gc-roots-dir", metavar="DIR", help="register a GC root for every evaluated derivation")
@@ -74,9 +77,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
 def add_common_options(p: argparse.ArgumentParser) -> None:
     c = p.add_argument_group("general")
     c.add_argument("--socket", metavar="PATH", help="daemon socket (default: $EVIX_SOCKET or $XDG_RUNTIME_DIR/evix.sock)")
-    c.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (repeat for more)")
-    c.add_argument("-q", "--quiet", action="count", default=0,
-                   help="less logging (repeat for less); EVIX_LOG=debug|info|warning|error|off overrides both")
+    add_logging_options(c)
 
 
 QUERY_EPILOG = """\
@@ -186,8 +187,8 @@ def config_from_args(ns: argparse.Namespace) -> EvalConfig:
         force_recurse=ns.force_recurse,
         meta=ns.meta,
         show_input_drvs=ns.show_input_drvs,
-        workers=getattr(ns, "workers", 1),
-        max_memory_mb=getattr(ns, "max_memory", 4096),
-        item_timeout=getattr(ns, "timeout", None),
-        gc_roots_dir=getattr(ns, "gc_roots_dir", None),
+        workers=ns.workers,
+        max_memory_mb=ns.max_memory,
+        item_timeout=ns.timeout,
+        gc_roots_dir=ns.gc_roots_dir,
     ).resolved()

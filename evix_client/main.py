@@ -7,6 +7,7 @@ import sys
 
 from protocol.config import ConfigError
 from protocol.endpoint import socket_path
+from protocol.environment import WORKER_ENV
 from protocol.loglevel import setup_logging
 
 from .cli import build_parser, config_from_args, filter_from_args, take_pair_options
@@ -14,7 +15,7 @@ from .cli import build_parser, config_from_args, filter_from_args, take_pair_opt
 
 def main(argv: list[str] | None = None) -> int:
     """Runs the CLI; returns the exit status."""
-    if os.environ.get("EVIX_WORKER"):  # this binary hosts a worker (see evixd.run_worker)
+    if os.environ.get(WORKER_ENV):  # this binary hosts a worker (see evixd.run_worker)
         from evix_worker import run_worker
 
         return run_worker()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 
 import nixffi
@@ -16,12 +15,6 @@ from . import gcroots
 
 class LoadError(Exception):
     """The input itself cannot be loaded: the whole evaluation fails (message says why)."""
-
-
-@dataclass
-class Loaded:
-    state: nixffi.EvalState
-    root: nixffi.Value
 
 
 def apply_options(config: EvalConfig) -> None:
@@ -43,7 +36,7 @@ def _select(value: nixffi.Value, fragment: str, what: str) -> nixffi.Value:
     return value
 
 
-def load(config: EvalConfig) -> Loaded:
+def load(config: EvalConfig) -> nixffi.Value:
     """Evaluates the root of `config` (flake output, file or expression, auto-called with --arg)."""
     config.validate()
     # The config is the whole truth: a worker of the daemon must not see the daemon's NIX_PATH.
@@ -84,4 +77,4 @@ def load(config: EvalConfig) -> Loaded:
             raise LoadError(f"{config.describe()} evaluates to a {root.type.name.lower()}, not an attribute set")
     except nixffi.NixError as e:
         raise LoadError(f"cannot load {config.describe()}:\n{e.message}") from e
-    return Loaded(state, root)
+    return root  # it keeps its eval state alive

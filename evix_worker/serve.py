@@ -83,7 +83,7 @@ def serve(in_fd: int, out_fd: int) -> int:
         return 2
     try:
         config = EvalConfig.from_json(orjson.loads(setup.config))
-        loaded = load(config)
+        root = load(config)
     except (LoadError, ConfigError) as e:
         write_all(out_fd, wire.encode_response(wire.Fatal(str(e))))
         return 1
@@ -94,7 +94,7 @@ def serve(in_fd: int, out_fd: int) -> int:
     # the input from loading; recycling (peak RSS over the limit) stays the normal path.
     limit = config.max_memory_mb << 20
     nixffi.limit_gc_heap(max(2 * limit, nixffi.gc_heap_size() + limit))
-    evaluator = Evaluator(loaded.root, config)
+    evaluator = Evaluator(root, config)
     progress = _Progress()
     while True:
         try:

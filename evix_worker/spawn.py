@@ -10,12 +10,9 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-WORKER_ENV = "EVIX_WORKER"
-"""Set in a worker's environment. An embedder whose binary re-executes itself to host
-workers checks it at start-up and calls `run_worker()` when it is set."""
+from protocol.environment import PROGRESS_FD_ENV, WORKER_ENV
 
-PROGRESS_FD_ENV = "EVIX_PROGRESS_FD"
-"""The fd of a 16-byte shared memory where the worker marks (batch, item + 1) before each item."""
+__all__ = ["WORKER_ENV", "PROGRESS_FD_ENV", "STACK_BYTES", "SpawnedWorker", "spawn", "raise_stack_limit"]
 
 STACK_BYTES = 64 << 20
 """Nix uses ~2 KiB of C stack per call level: on the default 8 MiB a deep recursion segfaults

@@ -14,7 +14,6 @@ from evix_worker.spawn import WORKER_ENV as WORKER_ENV
 
 from ._errors import EvixError as EvixError
 from ._errors import InputError as InputError
-from ._errors import InternalError as InternalError
 from ._errors import SessionError as SessionError
 from ._errors import WorkerStartError as WorkerStartError
 from ._graph import Diff as Diff

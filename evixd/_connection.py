@@ -118,14 +118,15 @@ class Connection:
     def stop(self) -> None:
         """Daemon shutdown: stop reading, cancel running requests (they answer ShuttingDown)."""
         self.stopping = True
-        self._read_scope.cancel()
-        for scope in list(self._scopes):
-            scope.cancel()
+        self._cancel_all()
 
     def _lost(self) -> None:
         if not self.gone:
             log.debug("client went away; cancelling its %d running request(s)", len(self._scopes))
         self.gone = True
+        self._cancel_all()
+
+    def _cancel_all(self) -> None:
         self._read_scope.cancel()
         for scope in list(self._scopes):
             scope.cancel()

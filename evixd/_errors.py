@@ -21,7 +21,3 @@ class WorkerStartError(EvixError):
 
 class SessionError(EvixError):
     """A session operation that cannot be done (no warm graph, stream already used...)."""
-
-
-class InternalError(EvixError):
-    """A bug in evix; `__cause__` holds the original exception."""

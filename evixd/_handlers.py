@@ -19,7 +19,7 @@ import orjson
 import trio
 
 from protocol import rpc
-from protocol.config import ConfigError, EvalConfig
+from protocol.config import EvalConfig
 
 from ._errors import InputError, SessionError
 from ._sessions import SessionEntry, SessionRegistry
@@ -84,9 +84,7 @@ class Handlers:
                         config, None if ctx.is_notification else send.send_nowait
                     )
                 except InputError as e:
-                    error = rpc.EvalFailedError(str(e), {"input": config.describe()})
-                except ConfigError as e:
-                    error = rpc.InvalidParamsError(f"config: {e}")
+                    error = _eval_failed(config, e)
         if error is not None:
             raise error
         return dict(summary.to_json(), session=entry.key, input=config.describe())
@@ -112,7 +110,7 @@ class Handlers:
         try:
             diff, summary = await self.registry.diff(entry, config)
         except InputError as e:
-            raise rpc.EvalFailedError(str(e), {"input": config.describe()}) from None
+            raise _eval_failed(config, e) from None
         except SessionError as e:
             raise rpc.NoSessionError(f"{e}: run `evix eval` with the same input options first") from None
         return dict(diff.to_json(), summary=summary.to_json(), session=entry.key)
@@ -147,12 +145,7 @@ class Handlers:
                 "config.baseDir must be an absolute directory: relative paths (and the session key) "
                 "are resolved against it"
             )
-        try:
-            config = config.validate().resolved(config.base_dir)
-        except ConfigError as e:
-            raise rpc.InvalidParamsError(f"config: {e}") from None
-        if config.workers < 1:
-            raise rpc.InvalidParamsError("config: workers must be at least 1")
+        config = config.resolved(config.base_dir)  # rpc decoding validated it
         return dataclasses.replace(
             config, workers=min(config.workers, self.settings.max_workers), worker_command=None
         )
@@ -185,3 +178,7 @@ async def _forward_events(receive: trio.MemoryReceiveChannel[bytes], ctx: CallCo
                 parts.append(more)
                 size += len(more)
             await ctx.send(rpc.events_notification(ctx.request_id, b"".join(parts)))
+
+
+def _eval_failed(config: EvalConfig, error: InputError) -> rpc.EvalFailedError:
+    return rpc.EvalFailedError(str(error), {"input": config.describe()})

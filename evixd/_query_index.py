@@ -51,7 +51,7 @@ class QueryIndex:
     """The derivations of one graph, ready for filtered queries; immutable once built."""
 
     def __init__(self, graph: Graph) -> None:
-        self.records: list[DrvRecord] = list(graph.sorted_records())
+        self.records: list[DrvRecord] = graph.sorted_records()  # shared, never modified
         self._paths = [r.attr_path for r in self.records]
         self._escaped = [_escape(r.line) for r in self.records]
         self._exact = {"names": _ExactIndex(), "drv_paths": _ExactIndex(), "systems": _ExactIndex()}

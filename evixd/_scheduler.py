@@ -28,7 +28,7 @@ import trio
 
 from evix_worker.spawn import SpawnedWorker
 from protocol import wire
-from protocol.config import ConfigError, EvalConfig
+from protocol.config import EvalConfig
 from protocol.events import format_attr
 
 from ._errors import InputError, WorkerStartError
@@ -57,7 +57,6 @@ class Summary:
     worker_deaths: int = 0
     recycled: int = 0
     batches: int = 0
-    fatal: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -140,8 +139,7 @@ class Scheduler:
     ) -> None:
         """`pool` hands out warm workers; `spawned` are workers started ahead of this run
         (evix_worker.spawn), used first."""
-        if config.workers < 1:
-            raise ConfigError("--workers must be at least 1 (remote workers are not available yet)")
+        config.validate()
         self.config = config
         self.sink = sink
         self.pool = pool
@@ -173,7 +171,6 @@ class Scheduler:
                 sys.stderr.write("\r\x1b[K")
                 sys.stderr.flush()
         if self._fatal is not None:
-            self.summary.fatal = self._fatal
             raise InputError(self._fatal)
         return self.summary
 

@@ -11,9 +11,9 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
-import orjson
 import trio
 
 from protocol.config import EvalConfig
@@ -56,12 +56,20 @@ class Session:
 
     async def evaluate(self, sink: EventSink | None = None, *, progress: bool | None = False) -> Summary:
         """Runs one evaluation; every NDJSON chunk goes to `sink`; the result becomes the warm graph."""
+        return await self._evaluate(sink, None, progress)
+
+    async def _evaluate(
+        self, sink: EventSink | None, decoded: Callable[[list[dict[str, Any]]], None] | None, progress: bool | None
+    ) -> Summary:
+        """`evaluate`, also handing each chunk's events, as the graph decoded them, to `decoded`."""
         graph = Graph()
 
         def collect(data: bytes) -> None:
-            graph.add_lines(data)
+            events = graph.add_lines(data)
             if sink is not None:
                 sink(data)
+            if decoded is not None:
+                decoded(events)
 
         summary = await Scheduler(self.config, collect, progress=progress, pool=self.pool).run()
         self.graph, self.last_summary = graph, summary
@@ -73,19 +81,18 @@ class Session:
         if self._streamed:
             raise SessionError("Session.stream() can be used once; call diff_once() to evaluate again")
         self._streamed = True
-        send, receive = trio.open_memory_channel[bytes](math.inf)
+        send, receive = trio.open_memory_channel[list[dict[str, Any]]](math.inf)
 
         async def produce() -> None:
             async with send:
-                await self.evaluate(send.send_nowait)
+                await self._evaluate(None, send.send_nowait, False)
 
         async with trio.open_nursery() as nursery:
             nursery.start_soon(produce)
             async with receive:
-                async for chunk in receive:
-                    for line in chunk.splitlines():
-                        if line:
-                            yield event_from_json(orjson.loads(line))
+                async for events in receive:
+                    for event in events:
+                        yield event_from_json(event)
 
     async def query_snapshot(self, flt: Filter | None = None) -> list[Derivation]:
         """Derivations of the warm graph matching `flt` (all when None), ordered by attribute path."""

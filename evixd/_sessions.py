@@ -42,10 +42,8 @@ class SessionEntry:
 
     key: str
     session: Session
-    pool: WorkerPool
     lock: trio.Lock = field(default_factory=trio.Lock)
     index: QueryIndex | None = None
-    summary: Summary | None = None
     created: float = field(default_factory=time.time)
     evaluated_at: float | None = None
     last_used: float = field(default_factory=time.monotonic)
@@ -53,6 +51,16 @@ class SessionEntry:
     evaluations: int = 0
     pool_scope: trio.CancelScope | None = None
     removed: bool = False
+
+    @property
+    def pool(self) -> WorkerPool:
+        assert self.session.pool is not None
+        return self.session.pool
+
+    @property
+    def summary(self) -> Summary | None:
+        """The last successful evaluation's summary."""
+        return self.session.last_summary
 
     @property
     def busy(self) -> bool:
@@ -166,7 +174,6 @@ class SessionRegistry:
         # (~0.3 s per 100k derivations); nothing else touches this new graph.
         entry.index = await trio.to_thread.run_sync(QueryIndex, graph)
         _settle_heap()
-        entry.summary = entry.session.last_summary
         entry.evaluated_at = time.time()
         entry.evaluations += 1
         entry.touch()
@@ -175,7 +182,7 @@ class SessionRegistry:
 
     def _new_entry(self, key: str, config: EvalConfig) -> SessionEntry:
         pool = WorkerPool(list(self.settings.worker_command) if self.settings.worker_command else None)
-        entry = SessionEntry(key, Session(config, pool), pool)
+        entry = SessionEntry(key, Session(config, pool))
         self.entries[key] = entry
         log.info("new session %s for %s", key[:12], config.describe())
         return entry
@@ -217,7 +224,6 @@ class SessionRegistry:
                 continue
             if now - entry.last_eval_end >= self.settings.warm_seconds:
                 log.debug("session %s: workers cooled down", entry.key[:12])
-                entry.pool.resize(0)
                 await entry.pool.shrink(0)
 
     # ---- bounds -----------------------------------------------------------------------

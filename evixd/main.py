@@ -11,10 +11,10 @@ import logging
 import os
 import sys
 
-from protocol.argtypes import positive_count, seconds
+from protocol.argtypes import count, positive_count, seconds
 from protocol.endpoint import socket_path
-from protocol.loglevel import ENV as LOG_ENV
-from protocol.loglevel import setup_logging
+from protocol.environment import WORKER_ENV
+from protocol.loglevel import add_logging_options, setup_logging
 
 from ._errors import EvixError
 from ._settings import DaemonSettings
@@ -55,13 +55,11 @@ def build_parser(prog: str = "evixd") -> argparse.ArgumentParser:
     lim.add_argument("--warm-seconds", type=seconds, default=d.warm_seconds, metavar="S",
                      help="how long a session keeps started workers after its last eval, 0 for never "
                           f"(default {d.warm_seconds:g})")
-    lim.add_argument("--max-warm-workers", type=int, default=d.max_warm_workers, metavar="N",
+    lim.add_argument("--max-warm-workers", type=count, default=d.max_warm_workers, metavar="N",
                      help=f"idle started workers kept across all sessions (default {d.max_warm_workers})")
     lim.add_argument("--max-workers", type=positive_count, default=d.max_workers, metavar="N",
                      help=f"cap on a request's --workers (default {d.max_workers})")
-    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (repeat for more)")
-    p.add_argument("-q", "--quiet", action="count", default=0,
-                   help=f"less logging (repeat for less); {LOG_ENV}=debug|info|warning|error|off overrides both")
+    add_logging_options(p)
     return p
 
 
@@ -73,14 +71,14 @@ def settings_from_args(ns: argparse.Namespace) -> DaemonSettings:
         max_sessions=ns.max_sessions,
         max_session_memory=ns.max_session_memory << 20,
         warm_seconds=ns.warm_seconds,
-        max_warm_workers=max(0, ns.max_warm_workers),
+        max_warm_workers=ns.max_warm_workers,
         max_workers=ns.max_workers,
     )
 
 
 def main(argv: list[str] | None = None, prog: str = "evixd") -> int:
     """Runs the daemon; returns the exit status (0 after a clean stop, 1 when it cannot start)."""
-    if os.environ.get("EVIX_WORKER"):  # this binary hosts a worker (see evixd.run_worker)
+    if os.environ.get(WORKER_ENV):  # this binary hosts a worker (see evixd.run_worker)
         from evix_worker import run_worker
 
         return run_worker()

@@ -8,4 +8,5 @@
 - `framing`, `rpc`, `endpoint`: the daemon's JSON-RPC 2.0 (one message per line), its
   methods' params and error codes, and where its socket is.
 - `argtypes`, `loglevel`: what `evix` and `evixd` share on their command lines.
+- `environment`: the environment variables evix processes pass to each other.
 """

@@ -65,8 +65,8 @@ class EvalConfig:
             )
         if self.override_inputs and self.flake is None:
             raise ConfigError("--override-input only applies to --flake")
-        if self.workers < 0:
-            raise ConfigError("--workers must be 0 or more")
+        if self.workers < 1:
+            raise ConfigError("--workers must be at least 1 (remote workers are not available yet)")
         if self.max_memory_mb <= 0:
             raise ConfigError("--max-memory must be a positive number of MiB")
         if self.item_timeout is not None and self.item_timeout <= 0:
@@ -158,9 +158,6 @@ class EvalConfig:
                 raise
             raise ConfigError(f"malformed config: {e}") from e
         return cls(**kw)
-
-    def with_how(self, **kw: Any) -> EvalConfig:
-        return replace(self, **kw)
 
 
 def _typed(name: str, value: Any, t: Any) -> Any:

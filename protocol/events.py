@@ -110,21 +110,3 @@ def event_from_json(d: dict[str, Any]) -> Event:
     if "attrs" in d:
         return Attrset(d["attr"], path, list(d["attrs"]))
     raise ValueError(f"not an evix event: {sorted(d)}")
-
-
-def event_to_json(e: Event) -> dict[str, Any]:
-    """The JSON object of an event, in the printed key order."""
-    base: dict[str, Any] = {"attr": e.attr, "attrPath": list(e.attr_path)}
-    if isinstance(e, Derivation):
-        base.update(name=e.name, system=e.system, drvPath=e.drv_path, outputs=e.outputs)
-        if e.meta is not None:
-            base["meta"] = e.meta
-        if e.input_drvs is not None:
-            base["inputDrvs"] = e.input_drvs
-        if e.constituents is not None:
-            base["constituents"] = e.constituents
-    elif isinstance(e, Error):
-        base.update(error=e.error, fatal=e.fatal)
-    else:
-        base["attrs"] = e.attrs
-    return base

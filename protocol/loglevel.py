@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import logging
 import os
 import sys
@@ -20,3 +21,10 @@ def setup_logging(verbose: int = 0, quiet: int = 0, *, default: int = logging.WA
         level = max(logging.DEBUG, min(default - 10 * verbose + 10 * quiet, LEVELS["off"]))
     fmt = f"{name}: %(message)s" if level > logging.DEBUG else f"{name} %(name)s %(levelname)s: %(message)s"
     logging.basicConfig(level=level, stream=sys.stderr, format=fmt)
+
+
+def add_logging_options(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """-v/--verbose and -q/--quiet, as `setup_logging` reads them."""
+    p.add_argument("-v", "--verbose", action="count", default=0, help="more logging on stderr (repeat for more)")
+    p.add_argument("-q", "--quiet", action="count", default=0,
+                   help=f"less logging (repeat for less); {ENV}=debug|info|warning|error|off overrides both")

@@ -11,7 +11,7 @@ client can print it byte for byte. No trio here: the quick client imports this m
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import orjson
 
@@ -151,7 +151,7 @@ def _config(value: Any) -> EvalConfig:
     if not isinstance(value, dict):
         raise InvalidParamsError("config must be an object (the fields of EvalConfig, camelCase)")
     try:
-        return EvalConfig.from_json(value)
+        return EvalConfig.from_json(value).validate()
     except ConfigError as e:
         raise InvalidParamsError(f"config: {e}") from None
 
@@ -176,7 +176,7 @@ class EvalParams:
     protocol_version: int | None = None
 
     @classmethod
-    def from_json(cls, d: dict[str, Any]) -> EvalParams:
+    def from_json(cls, d: dict[str, Any]) -> Self:
         return cls(_config(_required(d, "config")), _version(d.get("protocolVersion")))
 
     def to_json(self) -> dict[str, Any]:
@@ -207,16 +207,8 @@ class QueryParams:
 
 
 @dataclass(frozen=True)
-class DiffParams:
-    config: EvalConfig
-    protocol_version: int | None = None
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> DiffParams:
-        return cls(_config(_required(d, "config")), _version(d.get("protocolVersion")))
-
-    def to_json(self) -> dict[str, Any]:
-        return _with_version({"config": self.config.to_json()}, self.protocol_version)
+class DiffParams(EvalParams):
+    """`diff` takes what `eval` takes."""
 
 
 @dataclass(frozen=True)
