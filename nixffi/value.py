@@ -27,6 +27,9 @@ def _release(ptr: Any) -> None:
         lib.nix_value_decref(_release_ctx, ptr)
 
 
+_LEFT_OUT = object()  # to_python(lenient=True): a part that failed or is a function
+
+
 class ValueType(enum.IntEnum):
     """Nix's value types (nix_get_type)."""
 
@@ -213,44 +216,60 @@ class Value:
         Paths become strings, functions None. With `lenient`, attributes and list elements
         that fail to evaluate (or are functions) are left out instead of raising.
         """
-        from .errors import NixError
+        return self._convert(self.type, lenient)
 
-        t = self.type
+    def _convert(self, t: ValueType, lenient: bool) -> Any:
+        """`to_python` of this value, forced, of type `t` (each node forced and typed once)."""
         if t == ValueType.ATTRS:
             out = {}
+            st = self.state._ptr
             for name in self.names():
-                try:
-                    child = self.get(name)
-                    if lenient and child.type == ValueType.FUNCTION:
-                        continue
-                    out[name] = child.to_python(lenient=lenient)
-                except NixError:
-                    if not lenient:
-                        raise
+                ptr = lib.nix_get_attr_byname(ctx, self._ptr, st, name.encode("utf-8", "surrogateescape"))
+                child = self._child(ptr, lenient, forced=True)
+                if child is not _LEFT_OUT:
+                    out[name] = child
             return out
         if t == ValueType.LIST:
             items = []
-            for i in range(len(self)):
-                try:
-                    child = self.at(i)
-                    if lenient and child.type == ValueType.FUNCTION:
-                        continue
-                    items.append(child.to_python(lenient=lenient))
-                except NixError:
-                    if not lenient:
-                        raise
+            st = self.state._ptr
+            for i in range(lib.nix_get_list_size(ctx, self._ptr)):
+                child = self._child(lib.nix_get_list_byidx(ctx, self._ptr, st, i), lenient, forced=False)
+                if child is not _LEFT_OUT:
+                    items.append(child)
             return items
         if t == ValueType.STRING:
-            return self.as_str()
+            _buf.len = 0
+            check(lib.nix_get_string(ctx, self._ptr, STRING_CB, _buf))
+            return ffi.unpack(_buf.data, _buf.len).decode("utf-8", "surrogateescape") if _buf.len else ""
         if t == ValueType.INT:
-            return self.as_int()
+            return int(lib.nix_get_int(ctx, self._ptr))
         if t == ValueType.FLOAT:
-            return self.as_float()
+            return float(lib.nix_get_float(ctx, self._ptr))
         if t == ValueType.BOOL:
-            return self.as_bool()
+            return bool(lib.nix_get_bool(ctx, self._ptr))
         if t == ValueType.PATH:
             return self.as_path()
         return None
+
+    def _child(self, ptr: Any, lenient: bool, *, forced: bool) -> Any:
+        """The converted child `ptr` (a new reference, or NULL after an error); _LEFT_OUT when
+        lenient and it failed or is a function."""
+        from .errors import NixError
+
+        try:
+            if ptr == ffi.NULL:
+                raise_error()
+            child = Value(ptr, self.state)
+            if not forced:
+                check(lib.nix_value_force(ctx, self.state._ptr, ptr))
+            t = ValueType(lib.nix_get_type(ctx, ptr))
+            if lenient and t == ValueType.FUNCTION:
+                return _LEFT_OUT
+            return child._convert(t, lenient)
+        except NixError:
+            if not lenient:
+                raise
+            return _LEFT_OUT
 
     def __repr__(self) -> str:
         t = ValueType(lib.nix_get_type(ctx, self._ptr))
