@@ -8,14 +8,14 @@ from protocol.config import EvalConfig
 
 
 def run_local_eval(config: EvalConfig) -> int:
-    from evix_worker.spawn import spawn
+    from evixd.worker_launch import spawn
 
     # Workers start first: they initialise Nix while this process imports the engine.
     command = list(config.worker_command) if config.worker_command else None
     spawned = [spawn(command) for _ in range(config.workers)]
     import trio
 
-    from evixd import EvixError, Scheduler
+    from evixd.engine import EvixError, Scheduler
 
     out = sys.stdout.buffer
 

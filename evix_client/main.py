@@ -21,7 +21,7 @@ def main(argv: list[str] | None = None) -> int:
         return run_worker()
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["daemon"]:  # the daemon has its own options (evixd's)
-        from evixd.main import main as daemon_main
+        from evixd.daemon.main import main as daemon_main
 
         return daemon_main(argv[1:], prog="evix daemon")
     parser = build_parser()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from .spawn import STACK_BYTES, WORKER_ENV, raise_stack_limit
+from protocol.environment import STACK_BYTES, WORKER_ENV, raise_stack_limit
 
 __all__ = ["WORKER_ENV", "STACK_BYTES", "ensure_stack", "run_worker"]
 

@@ -18,7 +18,7 @@ from protocol.config import ConfigError, EvalConfig
 
 from .evaluator import Evaluator, peak_rss_kib
 from .loader import LoadError, load
-from .spawn import PROGRESS_FD_ENV
+from protocol.environment import PROGRESS_FD_ENV
 
 
 

@@ -1,6 +1,11 @@
-"""evixd: the evaluation engine (scheduler, workers, sessions) and the daemon.
+"""evixd: the evaluation engine and, beside it, the daemon.
 
-Never loads nixffi in-process: Nix runs in worker subprocesses only.
+    evixd.engine         scheduler, worker handles, pool, session and warm graph (the library)
+    evixd.worker_launch  starting a local worker process (light: the CLI uses it before the engine)
+    evixd.daemon         socket, connections, JSON-RPC, handlers and the session registry
+
+This package face imports nothing heavy: the CLI imports `evixd.worker_launch` before trio.
+Nix runs in worker subprocesses only; no module here loads nixffi.
 
 Embedders whose binary re-executes itself to host workers: set
 `EvalConfig(worker_command=(your_binary, ...))`, and at start-up call `run_worker()` when
@@ -10,18 +15,7 @@ the environment has `WORKER_ENV` set:
         sys.exit(evixd.run_worker())
 """
 
-from evix_worker.spawn import WORKER_ENV as WORKER_ENV
-
-from ._errors import EvixError as EvixError
-from ._errors import InputError as InputError
-from ._errors import SessionError as SessionError
-from ._errors import WorkerStartError as WorkerStartError
-from ._graph import Diff as Diff
-from ._graph import Graph as Graph
-from ._pool import WorkerPool as WorkerPool
-from ._scheduler import Scheduler as Scheduler
-from ._scheduler import Summary as Summary
-from ._session import Session as Session
+from protocol.environment import WORKER_ENV as WORKER_ENV
 
 
 def run_worker() -> int:
@@ -29,16 +23,3 @@ def run_worker() -> int:
     from evix_worker import run_worker as _run
 
     return _run()
-
-
-def __getattr__(name: str) -> object:
-    """The daemon's entry points load on first use: a local `evix eval` never needs them."""
-    if name == "serve":
-        from ._server import serve
-
-        return serve
-    if name == "DaemonSettings":
-        from ._settings import DaemonSettings
-
-        return DaemonSettings
-    raise AttributeError(f"module 'evixd' has no attribute {name!r}")

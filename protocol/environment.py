@@ -1,5 +1,7 @@
-"""Environment variables through which evix processes talk to each other (no imports: the
-CLI reads them before anything else loads)."""
+"""The contract between a master and the worker processes it starts: environment variables
+and the stack size (only the standard library: the CLI reads them before anything else loads)."""
+
+import resource
 
 WORKER_ENV = "EVIX_WORKER"
 """Set in a worker's environment. An embedder whose binary re-executes itself to host
@@ -7,3 +9,22 @@ workers checks it at start-up and calls `run_worker()` when it is set."""
 
 PROGRESS_FD_ENV = "EVIX_PROGRESS_FD"
 """The fd of a 16-byte shared memory where the worker marks (batch, item + 1) before each item."""
+
+
+STACK_BYTES = 64 << 20
+"""Nix uses ~2 KiB of C stack per call level: on the default 8 MiB a deep recursion segfaults
+before Nix's own max-call-depth (10,000) can report it as an error."""
+
+
+def raise_stack_limit() -> bool:
+    """Raises this process's RLIMIT_STACK soft limit to STACK_BYTES (as the hard limit allows).
+
+    Takes effect for programs exec'd afterwards. Returns True when it changed the limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
+    if soft == resource.RLIM_INFINITY or soft >= STACK_BYTES:
+        return False
+    want = STACK_BYTES if hard == resource.RLIM_INFINITY else min(STACK_BYTES, hard)
+    if want <= soft:
+        return False
+    resource.setrlimit(resource.RLIMIT_STACK, (want, hard))
+    return True

@@ -31,7 +31,7 @@ def command(name: str) -> list[str]:
     script = BIN / name
     if script.exists():
         return [str(script)]
-    module = {"evix": "evix_client.main", "evixd": "evixd.main"}[name]
+    module = {"evix": "evix_client.main", "evixd": "evixd.daemon.main"}[name]
     return [sys.executable, "-c", f"from {module} import entry; entry()"]
 
 

@@ -11,8 +11,8 @@ import sys
 import orjson
 import pytest
 
-from evixd._graph import Graph
-from evixd._query_index import QueryIndex
+from evixd.engine.graph import Graph
+from evixd.engine.query_index import QueryIndex
 from protocol import framing, rpc
 from protocol.config import EvalConfig
 from protocol.endpoint import socket_path

@@ -46,7 +46,7 @@ def _modules_after(statement: str) -> set[str]:
 
 
 def test_the_engine_never_loads_nix_in_process():
-    loaded = _modules_after("import evixd, evixd._session, evixd._scheduler")
+    loaded = _modules_after("import evixd, evixd.engine, evixd.daemon")
     assert not {"nixffi", "cffi", "_cffi_backend"} & loaded
 
 

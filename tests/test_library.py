@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from evix_helpers import FIXTURES, REPO
-from evixd import Session, SessionError
+from evixd.engine import Session, SessionError
 from protocol.config import EvalConfig
 from protocol.events import Attrset, Derivation, Error
 from protocol.query import Filter

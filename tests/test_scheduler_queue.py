@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from evixd._scheduler import MAX_BATCH, _flat, _Queue
+from evixd.engine.scheduler import MAX_BATCH, _flat, _Queue
 
 
 async def test_batches_split_chunks_and_keep_every_item():

@@ -17,7 +17,7 @@ import stat
 import struct
 from dataclasses import dataclass
 
-from ._errors import EvixError
+from evixd.engine.errors import EvixError
 
 log = logging.getLogger("evix.daemon")
 

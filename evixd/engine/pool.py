@@ -11,7 +11,7 @@ import logging
 
 import trio
 
-from ._worker_process import WorkerProcess
+from .local_worker import WorkerProcess
 
 log = logging.getLogger("evix.pool")
 

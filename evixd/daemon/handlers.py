@@ -21,9 +21,9 @@ import trio
 from protocol import rpc
 from protocol.config import EvalConfig
 
-from ._errors import InputError, SessionError
-from ._sessions import SessionEntry, SessionRegistry
-from ._settings import DaemonSettings
+from evixd.engine.errors import InputError, SessionError
+from .sessions import SessionEntry, SessionRegistry
+from .settings import DaemonSettings
 
 MAX_EVENTS_CHUNK = 1 << 20  # bytes of NDJSON per `events` notification at most (when backed up)
 

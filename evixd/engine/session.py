@@ -20,10 +20,10 @@ from protocol.config import EvalConfig
 from protocol.events import Derivation, Event, event_from_json
 from protocol.query import Filter
 
-from ._errors import SessionError
-from ._graph import Diff, Graph, diff_graphs
-from ._pool import WorkerPool
-from ._scheduler import EventSink, Scheduler, Summary
+from .errors import SessionError
+from .graph import Diff, Graph, diff_graphs
+from .pool import WorkerPool
+from .scheduler import EventSink, Scheduler, Summary
 
 
 class Session:

@@ -18,7 +18,7 @@ import orjson
 from protocol.events import parse_attr
 from protocol.query import Filter
 
-from ._graph import DrvRecord, Graph
+from .graph import DrvRecord, Graph
 
 RECORD_OVERHEAD = 600
 """Bytes a derivation costs beyond twice its line and its escaped copy (the parsed fields,

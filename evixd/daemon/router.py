@@ -20,7 +20,7 @@ import trio
 
 from protocol import framing, rpc
 
-from ._handlers import CallContext, Handlers
+from .handlers import CallContext, Handlers
 
 log = logging.getLogger("evix.daemon")
 

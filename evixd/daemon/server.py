@@ -24,12 +24,12 @@ import trio
 
 from protocol import rpc
 
-from ._connection import Connection, refuse
-from ._handlers import Handlers
-from ._rpc import Router
-from ._sessions import SessionRegistry
-from ._settings import DaemonSettings
-from ._socket import ListeningSocket, bind_unix, from_systemd
+from .connection import Connection, refuse
+from .handlers import Handlers
+from .router import Router
+from .sessions import SessionRegistry
+from .settings import DaemonSettings
+from .listening_socket import ListeningSocket, bind_unix, from_systemd
 
 log = logging.getLogger("evix.daemon")
 

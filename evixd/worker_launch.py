@@ -1,36 +1,21 @@
-"""Starting a worker process: the one place that knows its command, environment, stack and
-progress word. Imports neither trio nor Nix, so the CLI can start its workers first and
-import the engine while they start up (~80 ms sooner)."""
+"""Starting a local worker process: the one place that knows its command, environment, stack
+and progress word.
+
+Part of the engine, but it sits beside `evixd.engine`, not inside it: Python imports every
+parent package first, and this module must import neither trio nor the rest of the engine,
+so that the CLI can start its workers first and import the engine while they start up
+(~80 ms sooner)."""
 
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 from dataclasses import dataclass
 
-from protocol.environment import PROGRESS_FD_ENV, WORKER_ENV
+from protocol.environment import PROGRESS_FD_ENV, WORKER_ENV, raise_stack_limit
 
-__all__ = ["WORKER_ENV", "PROGRESS_FD_ENV", "STACK_BYTES", "SpawnedWorker", "spawn", "raise_stack_limit"]
-
-STACK_BYTES = 64 << 20
-"""Nix uses ~2 KiB of C stack per call level: on the default 8 MiB a deep recursion segfaults
-before Nix's own max-call-depth (10,000) can report it as an error."""
-
-
-def raise_stack_limit() -> bool:
-    """Raises this process's RLIMIT_STACK soft limit to STACK_BYTES (as the hard limit allows).
-
-    Takes effect for programs exec'd afterwards. Returns True when it changed the limit."""
-    soft, hard = resource.getrlimit(resource.RLIMIT_STACK)
-    if soft == resource.RLIM_INFINITY or soft >= STACK_BYTES:
-        return False
-    want = STACK_BYTES if hard == resource.RLIM_INFINITY else min(STACK_BYTES, hard)
-    if want <= soft:
-        return False
-    resource.setrlimit(resource.RLIMIT_STACK, (want, hard))
-    return True
+__all__ = ["SpawnedWorker", "spawn"]
 
 
 def default_command() -> list[str]:

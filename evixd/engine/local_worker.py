@@ -22,11 +22,11 @@ import orjson
 import psutil
 import trio
 
-from evix_worker.spawn import SpawnedWorker, spawn
+from evixd.worker_launch import SpawnedWorker, spawn
 from protocol import wire
 from protocol.config import EvalConfig
 
-from ._errors import WorkerStartError
+from .errors import WorkerStartError
 
 log = logging.getLogger("evix.worker")
 

@@ -24,13 +24,13 @@ import trio
 
 from protocol.config import EvalConfig
 
-from ._errors import SessionError
-from ._graph import Diff
-from ._pool import WorkerPool
-from ._query_index import QueryIndex
-from ._scheduler import Summary
-from ._session import Session
-from ._settings import DaemonSettings
+from evixd.engine.errors import SessionError
+from evixd.engine.graph import Diff
+from evixd.engine.pool import WorkerPool
+from evixd.engine.query_index import QueryIndex
+from evixd.engine.scheduler import Summary
+from evixd.engine.session import Session
+from .settings import DaemonSettings
 
 log = logging.getLogger("evix.daemon")
 T = TypeVar("T")

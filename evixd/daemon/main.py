@@ -16,8 +16,8 @@ from protocol.endpoint import socket_path
 from protocol.environment import WORKER_ENV
 from protocol.loglevel import add_logging_options, setup_logging
 
-from ._errors import EvixError
-from ._settings import DaemonSettings
+from evixd.engine.errors import EvixError
+from .settings import DaemonSettings
 
 DESCRIPTION = """\
 Keep evaluated derivation graphs warm and answer eval, query and diff requests
@@ -91,7 +91,7 @@ def main(argv: list[str] | None = None, prog: str = "evixd") -> int:
 
     import trio
 
-    from ._server import serve
+    from .server import serve
 
     try:
         trio.run(serve, settings)

@@ -17,8 +17,8 @@ import trio
 
 from protocol import framing, rpc
 
-from ._rpc import Router
-from ._socket import peer_uid
+from .router import Router
+from .listening_socket import peer_uid
 
 log = logging.getLogger("evix.daemon")
 

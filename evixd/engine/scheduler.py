@@ -26,14 +26,14 @@ from typing import Any
 import orjson
 import trio
 
-from evix_worker.spawn import SpawnedWorker
+from evixd.worker_launch import SpawnedWorker
 from protocol import wire
 from protocol.config import EvalConfig
 from protocol.events import format_attr
 
-from ._errors import InputError, WorkerStartError
-from ._pool import WorkerPool
-from ._worker_process import WorkerDied, WorkerProcess
+from .errors import InputError, WorkerStartError
+from .pool import WorkerPool
+from .local_worker import WorkerDied, WorkerProcess
 
 log = logging.getLogger("evix.scheduler")
 
@@ -138,7 +138,7 @@ class Scheduler:
         spawned: list[SpawnedWorker] | None = None,
     ) -> None:
         """`pool` hands out warm workers; `spawned` are workers started ahead of this run
-        (evix_worker.spawn), used first."""
+        (evixd.worker_launch), used first."""
         config.validate()
         self.config = config
         self.sink = sink
