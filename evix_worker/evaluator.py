@@ -34,7 +34,7 @@ class BatchOutcome:
     done: int = 0
     derivations: int = 0
     errors: int = 0
-    restart: bool = False
+    recycle: bool = False
 
 
 def peak_rss_kib() -> int:
@@ -47,14 +47,14 @@ class Evaluator:
         self.sets: dict[tuple[str, ...], nixffi.Value] = {(): root}
         self.limit_kib = config.max_memory_mb * 1024
         self.expand_all = config.force_recurse
-        self.retiring = False
+        self.recycling = False
 
     # ---- batches ------------------------------------------------------------------------
     def run(self, chunks: list[list[Any]], mark: Callable[[int], None]) -> BatchOutcome:
         """Evaluates the batch; `mark(i)` is called before the i-th item (flat index) starts."""
         out = BatchOutcome()
-        if self.retiring:  # asked to be replaced: batches sent meanwhile go back untouched
-            out.restart = True
+        if self.recycling:  # asked to be recycled: batches sent meanwhile go back untouched
+            out.recycle = True
             return out
         for parent, names in chunks:
             path = tuple(parent)
@@ -67,8 +67,8 @@ class Evaluator:
                 for name in items:
                     self._error(*self._where(path, prefix, name), e, out)
                     out.done += 1
-                if out.restart:
-                    self.retiring = True
+                if out.recycle:
+                    self.recycling = True
                     return out
                 continue
             for name in items:
@@ -78,8 +78,8 @@ class Evaluator:
                 else:
                     self._child(value, path, prefix, name, out)
                 out.done += 1
-                if out.restart or peak_rss_kib() > self.limit_kib:
-                    out.restart = self.retiring = True
+                if out.recycle or peak_rss_kib() > self.limit_kib:
+                    out.recycle = self.recycling = True
                     return out
         return out
 
@@ -136,7 +136,7 @@ class Evaluator:
         else:  # the GC heap cap: this worker's heap is spent
             message = (f"out of memory: evaluating this attribute passed the worker memory limit "
                        f"(--max-memory {self.limit_kib >> 10} MiB); Nix said: {error.message}")
-            out.restart = True
+            out.recycle = True
         out.errors += 1
         out.events.append(orjson.dumps({"attr": attr, "attrPath": path, "error": message, "fatal": False}))
 

@@ -72,7 +72,7 @@ def serve(in_fd: int, out_fd: int) -> int:
         setup = wire.decode_request(read_frame(in_fd))
     except EOFError:
         return 0
-    if isinstance(setup, wire.Shutdown):  # a warm worker retired before it was used
+    if isinstance(setup, wire.Shutdown):  # a warm worker closed before it was used
         return 0
     if not isinstance(setup, wire.Setup):
         print("evix worker: expected setup as the first message", file=sys.stderr)
@@ -111,4 +111,4 @@ def serve(in_fd: int, out_fd: int) -> int:
         events = b"\n".join(outcome.events) + b"\n" if outcome.events else b""
         write_all(out_fd, wire.encode_response(wire.Result(
             msg.batch, events, b"[" + b",".join(outcome.expansions) + b"]", outcome.done, outcome.derivations,
-            outcome.errors, outcome.restart, peak_rss_kib())))
+            outcome.errors, outcome.recycle, peak_rss_kib())))

@@ -87,7 +87,7 @@ class Result:
     done: int
     derivations: int
     errors: int
-    restart: bool
+    recycle: bool
     peak_rss_kib: int
 
 
@@ -132,7 +132,7 @@ def encode_response(msg: Response) -> bytes:
         b.done = msg.done
         b.derivations = msg.derivations
         b.errors = msg.errors
-        b.restart = msg.restart
+        b.recycle = msg.recycle
         b.peakRssKib = msg.peak_rss_kib
     else:
         m.fatal = msg.message
@@ -165,7 +165,7 @@ def decode_response(frame: bytes) -> Response:
             if which == "result":
                 b = m.result
                 return Result(
-                    b.batch, bytes(b.events), bytes(b.expansions), b.done, b.derivations, b.errors, b.restart, b.peakRssKib
+                    b.batch, bytes(b.events), bytes(b.expansions), b.done, b.derivations, b.errors, b.recycle, b.peakRssKib
                 )
             return Fatal(m.fatal)
     except Exception as e:

@@ -95,3 +95,21 @@ async def test_the_config_not_the_environment_decides_nix_path(tmp_path: Path, m
     without = await Session.open(EvalConfig(expr=expr))
     await without.evaluate()
     assert "mine/lib.nix" in without.graph.errors["a"] and not without.graph.derivations
+
+
+@pytest.mark.parametrize("mode", ["garbage", "truncate"])
+async def test_a_bad_worker_frame_is_that_workers_death(tmp_path: Path, mode: str):
+    f = tmp_path / "flat.nix"
+    _write(f, " ".join(f'p{i} = mk "p{i}";' for i in range(40)))
+    normal = await Session.open(EvalConfig(file=str(f)))
+    await normal.evaluate()
+    proxy = (sys.executable, str(FIXTURES / "faulty_worker.py"), mode, str(tmp_path / "spoiled"))
+    faulty = await Session.open(EvalConfig(file=str(f), worker_command=proxy))
+    summary = await faulty.evaluate()
+    assert (tmp_path / "spoiled").exists()  # the proxy did spoil an answer
+    assert summary.worker_deaths == 1 and summary.workers_started == 2
+    lost = set(normal.graph.derivations) - set(faulty.graph.derivations)
+    assert lost == set(faulty.graph.errors)  # at most the item in flight, as an error event
+    assert len(lost) <= 1
+    assert all(faulty.graph.derivations[a].drv_path == r.drv_path for a, r in normal.graph.derivations.items()
+               if a not in lost)

@@ -1,22 +1,26 @@
-"""One local worker subprocess, seen from the master.
+"""A local worker: one subprocess on this machine, seen from the master.
 
-Start-up (Python, imports, Nix init) happens before `setup`, so an idle process can wait
-warm in a pool. While a batch runs, a watchdog reads the shared progress word (which item
-is in flight) and the worker's RSS, and kills it on the per-item timeout or the memory
-limit; the caller then learns which item was in flight and why the worker died.
+Start-up (Python, imports, Nix init) happens before `setup`, so a started process can wait
+warm in a pool. While a batch runs, a watchdog reads the in-flight word (which item the
+worker is on) and the worker's RSS, and kills it on the per-item timeout or the memory
+limit; the scheduler then learns which item was in flight and why the worker died.
+
+Every way a worker ends goes through `aclose`: the one teardown (shutdown, bounded wait,
+SIGKILL, pipes and shared memory closed), reached by leaving `LocalWorkers.open()`.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import mmap
 import os
 import signal
 import struct
-import subprocess
 import time
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, NoReturn
 
 import orjson
 import psutil
@@ -27,59 +31,21 @@ from protocol import wire
 from protocol.config import EvalConfig
 
 from .errors import WorkerStartError
+from .worker import Worker, WorkerDied, WorkerSource
 
 log = logging.getLogger("evix.worker")
 
 WATCHDOG_PERIOD = 0.2
+SHUTDOWN_GRACE = 2.0  # seconds a worker gets to exit after `shutdown` before SIGKILL
+EXIT_GRACE = 5.0  # seconds a worker whose pipe closed gets to finish exiting
+_GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
+"""What a write to (or read from) a worker's pipe raises once the worker is gone."""
 
 
-class WorkerDied(Exception):
-    """The worker ended during a batch; `reason` says how (signal, memory limit, timeout...).
-    Which item it was on: `WorkerProcess.in_flight`."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
-def _take_fd(pipe: Any) -> int:
+def _trio_stream(pipe: Any) -> trio.lowlevel.FdStream:
     fd = os.dup(pipe.fileno())
     pipe.close()
-    return fd
-
-
-class _Child:
-    """A spawned worker under trio: its pipes as trio streams, its exit awaited on a pidfd."""
-
-    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
-        self.popen = popen
-        self.pid = popen.pid
-        self.stdin = trio.lowlevel.FdStream(_take_fd(popen.stdin))
-        self.stdout = trio.lowlevel.FdStream(_take_fd(popen.stdout))
-        self.stderr = trio.lowlevel.FdStream(_take_fd(popen.stderr))
-
-    @property
-    def returncode(self) -> int | None:
-        return self.popen.poll()
-
-    async def wait(self) -> int:
-        if self.popen.poll() is None:
-            try:
-                pidfd = os.pidfd_open(self.pid)
-            except ProcessLookupError:
-                pidfd = -1
-            if pidfd >= 0:
-                try:
-                    await trio.lowlevel.wait_readable(pidfd)
-                finally:
-                    os.close(pidfd)
-        return self.popen.wait()
-
-    def kill(self) -> None:
-        try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    return trio.lowlevel.FdStream(fd)
 
 
 class _FrameReader:
@@ -105,117 +71,107 @@ class _FrameReader:
         return frame
 
 
-class WorkerProcess:
-    """A started worker process; `setup` then `run_batch` any number of times, then `close`."""
+class LocalWorker(Worker):
+    """A started worker process: `setup`, then batches, then `aclose` (or `async with`)."""
 
-    def __init__(self, command: list[str] | None = None) -> None:
-        self.command = command
-        self.process: _Child | None = None
+    def __init__(self, spawned: SpawnedWorker, nursery: trio.Nursery) -> None:
+        """Adopts `spawned`; its stderr is forwarded to our log by a task in `nursery`."""
+        self._popen = spawned.process
+        self.pid = spawned.process.pid
+        self._stdin = _trio_stream(self._popen.stdin)
+        self._stdout = _trio_stream(self._popen.stdout)
+        self._stderr = _trio_stream(self._popen.stderr)
+        self._in_flight_fd = spawned.progress_fd
+        self._in_flight: mmap.mmap | None = mmap.mmap(self._in_flight_fd, 16)
+        self._reader = _FrameReader(self._stdout)
+        self._ps = psutil.Process(self.pid)
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
-        self._progress_fd = -1
-        self._progress: mmap.mmap | None = None
-        self._reader: _FrameReader | None = None
-        self._killed_for: str | None = None
-        self._ps: psutil.Process | None = None
         self.config = EvalConfig()
+        self._killed_for: str | None = None
         self._outstanding = 0  # batches sent and not answered
-
-    @property
-    def pid(self) -> int:
-        return self.process.pid if self.process else 0
-
-    async def start(self, nursery: trio.Nursery, spawned: SpawnedWorker | None = None) -> None:
-        """Adopts `spawned` (or spawns a worker now); its stderr is forwarded to our log."""
-        spawned = spawned or spawn(self.command)
-        self._progress_fd = spawned.progress_fd
-        self._progress = mmap.mmap(self._progress_fd, 16)
-        self.process = _Child(spawned.process)
-        self._ps = psutil.Process(self.process.pid)
-        self._reader = _FrameReader(self.process.stdout)
+        self._closed = False
         nursery.start_soon(self._forward_stderr)
 
-    async def _forward_stderr(self) -> None:
-        assert self.process is not None
-        pending = b""
-        try:
-            async for chunk in self.process.stderr:
-                lines = (pending + chunk).split(b"\n")
-                pending = lines.pop()
-                for line in lines:
-                    text = line.decode("utf-8", "replace")
-                    self.stderr_tail.append(text)
-                    log.warning("worker %d: %s", self.pid, text)
-        except (trio.ClosedResourceError, trio.BrokenResourceError):
-            pass
+    @property
+    def name(self) -> str:
+        return f"worker {self.pid}"
 
+    async def __aenter__(self) -> LocalWorker:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    # ---- conversation -----------------------------------------------------------------
     async def setup(self, config: EvalConfig) -> None:
         """Sends the config; raises WorkerStartError (with Nix's message when the input can't load).
         Its timeout and memory limit then apply to every batch."""
-        assert self.process is not None and self._reader is not None
         self.config = config
-        await self._send(wire.Setup(wire.PROTOCOL_VERSION, orjson.dumps(config.to_json())))
         try:
+            await self._stdin.send_all(wire.encode_request(wire.Setup(wire.PROTOCOL_VERSION, orjson.dumps(config.to_json()))))
             reply = wire.decode_response(await self._reader.read())
-        except (EOFError, trio.BrokenResourceError, trio.ClosedResourceError):
-            await self._reap()
-            raise WorkerStartError(f"worker exited during start-up: {self._exit_description()}", fatal=False)
+        except (EOFError, wire.ProtocolError, *_GONE):
+            await self._reap(EXIT_GRACE)
+            raise WorkerStartError(f"worker exited during start-up: {self._exit_description()}", fatal=False) from None
         if isinstance(reply, wire.Fatal):
             raise WorkerStartError(reply.message, fatal=True)
         if not isinstance(reply, wire.Ready):
             raise WorkerStartError(f"worker answered setup with {type(reply).__name__}", fatal=False)
         log.debug("worker %d ready (Nix %s)", reply.pid, reply.nix_version)
 
-    async def _send(self, msg: wire.Request) -> None:
-        assert self.process is not None
-        await self.process.stdin.send_all(wire.encode_request(msg))
-
-    def in_flight(self, batch: int) -> int | None:
-        """The flat index of the item of `batch` the worker was on (None: it had not started it)."""
-        assert self._progress is not None
-        seen_batch, index_plus_one = struct.unpack_from("<QQ", self._progress, 0)
-        return index_plus_one - 1 if seen_batch == batch and index_plus_one else None
-
     async def send_batch(self, batch: int, items: bytes) -> None:
-        """Queues a batch on the worker, which runs its batches in order; WorkerDied if it is gone."""
-        assert self.process is not None
         self._outstanding += 1
         try:
-            await self._send(wire.Work(batch, items))
-        except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-            await self._reap()
-            raise WorkerDied(self._killed_for or self._exit_description()) from None
+            await self._stdin.send_all(wire.encode_request(wire.Work(batch, items)))
+        except _GONE:
+            await self._died(None)
 
     async def receive_result(self, batch: int) -> wire.Result:
-        """The answer to `batch` (the oldest one sent); WorkerDied if the worker ends first
-        (crash, memory limit, timeout)."""
-        assert self._reader is not None
         self._killed_for = None
         frame: bytes | None = None
+        malformed: str | None = None
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._watchdog)
             try:
                 frame = await self._reader.read()
-            except (EOFError, trio.BrokenResourceError, trio.ClosedResourceError):
+            except (EOFError, *_GONE):
                 pass
+            except wire.ProtocolError as e:
+                malformed = str(e)
             finally:
                 nursery.cancel_scope.cancel()
         if frame is None:
-            await self._reap()
-            raise WorkerDied(self._killed_for or self._exit_description())
-        self._outstanding -= 1
-        reply = wire.decode_response(frame)
+            await self._died(malformed)
+        try:
+            reply = wire.decode_response(frame)
+        except wire.ProtocolError as e:
+            reply, malformed = None, str(e)
         if not isinstance(reply, wire.Result) or reply.batch != batch:
-            await self._reap_now()
-            raise WorkerDied(f"protocol error: unexpected answer {type(reply).__name__}")
+            await self._died(malformed or f"unexpected answer {type(reply).__name__}")
+        self._outstanding -= 1
         return reply
 
+    def in_flight(self, batch: int) -> int | None:
+        if self._in_flight is None:
+            return None
+        seen_batch, index_plus_one = struct.unpack_from("<QQ", self._in_flight, 0)
+        return index_plus_one - 1 if seen_batch == batch and index_plus_one else None
+
+    async def _died(self, malformed: str | None) -> NoReturn:
+        """Raises WorkerDied saying why; a worker that sent garbage is killed first."""
+        if malformed is not None:
+            self._kill(f"worker sent a malformed answer ({malformed}); worker killed")
+        await self._reap(EXIT_GRACE)
+        raise WorkerDied(self._killed_for or self._exit_description())
+
+    # ---- watchdog ---------------------------------------------------------------------
     async def _watchdog(self) -> None:
         """Kills the worker when its RSS passes --max-memory while it evaluates (between items
         the worker checks itself and asks to be recycled) or when one item runs past --timeout."""
-        assert self._progress is not None and self._ps is not None
+        assert self._in_flight is not None
         max_memory_mb, timeout = self.config.max_memory_mb, self.config.item_timeout
         limit = max_memory_mb << 20
-        last, since = bytes(self._progress[:16]), time.monotonic()
+        last, since = bytes(self._in_flight[:16]), time.monotonic()
         while True:
             await trio.sleep(WATCHDOG_PERIOD)
             try:
@@ -227,37 +183,59 @@ class WorkerProcess:
                            f"(RSS {rss >> 20} MiB) while evaluating this attribute")
                 return
             if timeout is not None:
-                now_at = bytes(self._progress[:16])
+                now_at = bytes(self._in_flight[:16])
                 if now_at != last:
                     last, since = now_at, time.monotonic()
                 elif time.monotonic() - since > timeout:
                     self._kill(f"evaluation timed out after {timeout:g} s; worker killed")
                     return
 
-    async def _reap_now(self) -> None:
-        self._kill("protocol error")
-        await self._reap()
-
-    def _kill(self, reason: str) -> None:
-        self._killed_for = reason
+    async def _forward_stderr(self) -> None:
+        pending = b""
         try:
-            os.kill(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
+            async for chunk in self._stderr:
+                lines = (pending + chunk).split(b"\n")
+                pending = lines.pop()
+                for line in lines:
+                    text = line.decode("utf-8", "replace")
+                    self.stderr_tail.append(text)
+                    log.warning("worker %d: %s", self.pid, text)
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
 
-    async def _reap(self) -> None:
-        if self.process is None:
+    # ---- ending -----------------------------------------------------------------------
+    def _kill(self, reason: str) -> None:
+        """SIGKILL, remembering why (the first reason given wins until the next batch)."""
+        self._killed_for = self._killed_for or reason
+        if self._popen.poll() is None:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+
+    async def _reap(self, grace: float) -> None:
+        """Waits up to `grace` seconds for the process to exit, then kills it and waits."""
+        with trio.CancelScope(shield=True):
+            with trio.move_on_after(grace):
+                await self._wait()
+            if self._popen.poll() is None:
+                self._kill(f"worker did not exit within {grace:g} s")
+                await self._wait()
+
+    async def _wait(self) -> None:
+        if self._popen.poll() is not None:
             return
-        with trio.move_on_after(5) as scope:
-            scope.shield = True
-            await self.process.wait()
-        if self.process.returncode is None:
-            self._kill("worker did not exit")
-            with trio.CancelScope(shield=True):
-                await self.process.wait()
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            pidfd = -1
+        if pidfd >= 0:
+            try:
+                await trio.lowlevel.wait_readable(pidfd)
+            finally:
+                os.close(pidfd)
+        self._popen.wait()
 
     def _exit_description(self) -> str:
-        rc = self.process.returncode if self.process else None
+        rc = self._popen.poll()
         tail = next((line for line in reversed(self.stderr_tail) if line.strip()), "")
         suffix = f" (last words: {tail.strip()})" if tail else ""
         if rc is None:
@@ -274,33 +252,54 @@ class WorkerProcess:
             return f"worker killed by {name}{': ' + hint if hint else ''}" + suffix
         return f"worker exited with status {rc}" + suffix
 
-    async def close(self) -> None:
-        """Asks the worker to stop; kills it after a grace period. Safe to call twice."""
-        if self.process is None:
+    async def aclose(self) -> None:
+        """The one teardown: asks the worker to stop (kills one that is still evaluating: a
+        cancelled run does not wait for its batch), reaps it, closes its pipes. Idempotent."""
+        if self._closed:
             return
+        self._closed = True
         with trio.CancelScope(shield=True):
-            if self.process.returncode is None and self._outstanding:
-                self._kill("closed while evaluating")  # a cancelled run: don't wait for its batch
-            if self.process.returncode is None:
-                try:
-                    with trio.move_on_after(1):
-                        await self._send(wire.Shutdown())
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                    pass
-                with trio.move_on_after(2):
-                    await self.process.wait()
-                if self.process.returncode is None:
-                    try:
-                        self.process.kill()
-                    except ProcessLookupError:
-                        pass
-                    await self.process.wait()
-            for stream in (self.process.stdin, self.process.stdout, self.process.stderr):
-                try:
+            if self._outstanding:
+                self._kill("closed while evaluating")
+            if self._popen.poll() is None:
+                with contextlib.suppress(*_GONE), trio.move_on_after(1):
+                    await self._stdin.send_all(wire.encode_request(wire.Shutdown()))
+            await self._reap(SHUTDOWN_GRACE)
+            for stream in (self._stdin, self._stdout, self._stderr):
+                with contextlib.suppress(Exception):
                     await stream.aclose()
-                except Exception:
-                    pass
-        if self._progress is not None:
-            self._progress.close()
-            os.close(self._progress_fd)
-            self._progress = None
+        if self._in_flight is not None:
+            self._in_flight.close()
+            os.close(self._in_flight_fd)
+            self._in_flight = None
+
+
+def start_local_worker(nursery: trio.Nursery, command: list[str] | None = None,
+                       spawned: SpawnedWorker | None = None) -> LocalWorker:
+    """Adopts `spawned` (or spawns a worker now), with its stderr forwarded by `nursery`."""
+    return LocalWorker(spawned or spawn(command), nursery)
+
+
+class LocalWorkers(WorkerSource):
+    """A run's local workers: processes started ahead of it first, then warm ones from the
+    pool's `take` when there is one, else fresh ones."""
+
+    def __init__(self, config: EvalConfig, nursery: trio.Nursery, *, spawned: list[SpawnedWorker] | None = None,
+                 take: Any = None) -> None:
+        self.config = config
+        self.nursery = nursery
+        self.spawned = list(spawned or ())
+        self.take = take  # async () -> LocalWorker (WorkerPool.acquire), or None
+        self.command = list(config.worker_command) if config.worker_command else None
+
+    @contextlib.asynccontextmanager
+    async def open(self) -> AsyncIterator[LocalWorker]:
+        if self.spawned:
+            worker = start_local_worker(self.nursery, spawned=self.spawned.pop())
+        elif self.take is not None:
+            worker = await self.take()
+        else:
+            worker = start_local_worker(self.nursery, self.command)
+        async with worker:
+            await worker.setup(self.config)
+            yield worker

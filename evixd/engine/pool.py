@@ -11,7 +11,7 @@ import logging
 
 import trio
 
-from .local_worker import WorkerProcess
+from .local_worker import LocalWorker, start_local_worker
 
 log = logging.getLogger("evix.pool")
 
@@ -22,7 +22,7 @@ class WorkerPool:
     def __init__(self, command: list[str] | None = None, size: int = 0) -> None:
         self.command = command
         self.size = size
-        self._idle: list[WorkerProcess] = []
+        self._idle: list[LocalWorker] = []
         self._nursery: trio.Nursery | None = None
         self._wanted = trio.Event()
         self.started = 0
@@ -42,15 +42,14 @@ class WorkerPool:
             with trio.CancelScope(shield=True):
                 await self.shrink(0)
 
-    async def _spawn(self) -> WorkerProcess:
+    async def _spawn(self) -> LocalWorker:
         assert self._nursery is not None, "WorkerPool.serve is not running"
-        worker = WorkerProcess(self.command)
-        await worker.start(self._nursery)
+        worker = start_local_worker(self._nursery, self.command)
         self.started += 1
         return worker
 
-    async def acquire(self) -> WorkerProcess:
-        """A started worker (warm if one is idle); the caller sets it up and closes it."""
+    async def acquire(self) -> LocalWorker:
+        """A started worker (warm if one is idle); the caller sets it up and closes it (`async with`)."""
         worker = self._idle.pop() if self._idle else await self._spawn()
         self._wanted.set()
         return worker
@@ -63,7 +62,7 @@ class WorkerPool:
     async def shrink(self, size: int) -> None:
         self.size = size
         while len(self._idle) > size:
-            await self._idle.pop().close()
+            await self._idle.pop().aclose()
 
     @property
     def idle(self) -> int:

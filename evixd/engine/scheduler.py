@@ -1,26 +1,25 @@
-"""The scheduler: one shared work queue, N worker slots pulling batches from it.
+"""The scheduler: one shared work queue, one slot per worker pulling batches from it.
 
-Work is a queue of chunks `(parent path, child names)`; an attrset event adds one chunk
-with its children. A slot takes a batch sized to keep every slot busy (a few hundred items
-at most, so per-item round trips disappear), sends it to its worker, and feeds the answer
-back: events to the sink, expansions to the queue, unfinished items back to the queue.
-The run is done when the queue is empty and no slot is busy, so the set of events does not
-depend on the number of workers.
+A slot opens a worker from its source, keeps up to PIPELINE batches queued on it, and
+feeds each answer back: events to the sink, expansions (sets to traverse) to the queue,
+unfinished items back to the queue. The run is done when the queue is empty and no batch
+is leased, so the set of events does not depend on the number of workers.
 
-A worker that dies costs only the item it was on (known from its progress word): that item
-gets an error event saying why, the others go back to the queue, and the slot starts a new
-worker. The run fails only when the input itself cannot be loaded.
+A worker that dies costs only the item it was on (its in-flight word says which): that
+item gets an error event saying why, the others go back to the queue, and the slot opens
+a new worker. A worker that asks to be recycled (over its memory threshold) is replaced
+the same way once its batches are answered. The run fails only when the input itself
+cannot be loaded.
 """
 
 from __future__ import annotations
 
 import collections
-import itertools
 import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -32,17 +31,17 @@ from protocol.config import EvalConfig
 from protocol.events import format_attr
 
 from .errors import InputError, WorkerStartError
+from .local_worker import LocalWorkers
 from .pool import WorkerPool
-from .local_worker import WorkerDied, WorkerProcess
+from .work_queue import Batch, Item, Pipeline, WorkQueue
+from .worker import Worker, WorkerDied, WorkerSource
 
 log = logging.getLogger("evix.scheduler")
 
-MAX_BATCH = 256
 PIPELINE = 2  # batches queued on a worker at once
 MAX_START_FAILURES = 3
 MAX_UNATTRIBUTED_DEATHS = 3
 
-Chunk = tuple[tuple[str, ...], list[str] | None]  # (parent path, names); names None: the path itself
 
 
 @dataclass
@@ -70,61 +69,6 @@ EventSink = Callable[[bytes], None]
 """Receives NDJSON bytes (whole lines, possibly many) as results arrive."""
 
 
-@dataclass
-class _Queue:
-    chunks: collections.deque[Chunk] = field(default_factory=collections.deque)
-    items: int = 0
-    busy: int = 0
-    lot: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
-
-    def put(self, path: tuple[str, ...], names: list[str] | None) -> None:
-        self.chunks.append((path, names))
-        self.items += 1 if names is None else len(names)
-        self.lot.unpark_all()
-
-    def done(self) -> bool:
-        return not self.chunks and self.busy == 0
-
-    async def take(self, slots: int) -> list[Chunk] | None:
-        """The next batch (busy until `release`), or None when all work is done."""
-        while not self.chunks:
-            if self.busy == 0:
-                return None
-            await self.lot.park()
-        return self.take_nowait(slots)
-
-    def take_nowait(self, slots: int) -> list[Chunk] | None:
-        """The next batch if there is work queued now, else None."""
-        if not self.chunks:
-            return None
-        target = max(1, min(MAX_BATCH, self.items // (2 * slots)))
-        batch: list[Chunk] = []
-        taken = 0
-        while self.chunks and taken < target:
-            path, names = self.chunks.popleft()
-            if names is None:
-                batch.append((path, None))
-                taken += 1
-                continue
-            room = target - taken
-            if len(names) > room:
-                self.chunks.appendleft((path, names[room:]))
-                names = names[:room]
-            batch.append((path, names))
-            taken += len(names)
-        self.items -= taken
-        self.busy += 1
-        return batch
-
-    def release(self) -> None:
-        self.busy -= 1
-        self.lot.unpark_all()
-
-
-def _flat(batch: list[Chunk]) -> list[tuple[tuple[str, ...], str | None]]:
-    return [(p, None) if names is None else (p, n) for p, names in batch for n in ([None] if names is None else names)]
-
-
 class Scheduler:
     """Runs one evaluation of `config` and streams its events to `sink`."""
 
@@ -144,11 +88,11 @@ class Scheduler:
         self.sink = sink
         self.pool = pool
         self.spawned = list(spawned or ())
-        self.queue = _Queue()
+        self.queue = WorkQueue()
         self.summary = Summary()
         self.progress = sys.stderr.isatty() if progress is None else progress
-        self._batch_ids = itertools.count(1)
-        self._unattributed: collections.Counter[tuple[tuple[str, ...], str | None]] = collections.Counter()
+        self._slots = config.workers
+        self._unattributed: collections.Counter[Item] = collections.Counter()
         self._fatal: str | None = None
         self._cancel: trio.CancelScope | None = None
 
@@ -161,9 +105,11 @@ class Scheduler:
                 self._cancel = nursery.cancel_scope
                 if self.progress:
                     nursery.start_soon(self._report_progress, started)
+                source = LocalWorkers(self.config, nursery, spawned=self.spawned,
+                                      take=self.pool.acquire if self.pool is not None else None)
                 async with trio.open_nursery() as slots:
-                    for _ in range(self.config.workers):
-                        slots.start_soon(self._slot, nursery)
+                    for _ in range(self._slots):
+                        slots.start_soon(self._slot, source)
                 nursery.cancel_scope.cancel()  # stops the progress line and stderr forwarders
         finally:
             self.summary.seconds = time.monotonic() - started
@@ -181,86 +127,57 @@ class Scheduler:
         self._cancel.cancel()
 
     # ---- one slot -----------------------------------------------------------------------
-    async def _slot(self, nursery: trio.Nursery) -> None:
-        """One worker's life: start it at once (every slot loads the input in parallel), keep
-        up to PIPELINE batches queued on it so it never waits for the master, and replace it
-        after a death or a recycle while work remains."""
-        worker: WorkerProcess | None = None
-        sent: collections.deque[tuple[int, list[Chunk]]] = collections.deque()
+    async def _slot(self, source: WorkerSource) -> None:
+        """Worker after worker until the work is done: every slot opens its first worker at
+        once (all load the input in parallel), and replaces it after a death or a recycle."""
         start_failures = 0
+        while not self.queue.done():
+            self.summary.workers_started += 1
+            try:
+                async with source.open() as worker:
+                    start_failures = 0
+                    await self._feed(worker)
+            except WorkerStartError as e:
+                start_failures += 1
+                if e.fatal or start_failures >= MAX_START_FAILURES:
+                    self._fail(str(e))
+                    return
+
+    async def _feed(self, worker: Worker) -> None:
+        """Keeps up to PIPELINE batches queued on `worker`, so it never waits for the master,
+        until the work is done, the worker dies, or it has asked to be recycled and answered
+        the batches already sent."""
+        pipeline = Pipeline(self.queue)
+        recycling = False
         try:
             while True:
-                if worker is None:
-                    if self.queue.done():
-                        return
-                    try:
-                        worker = await self._start_worker(nursery)
-                        start_failures = 0
-                    except WorkerStartError as e:
-                        start_failures += 1
-                        if e.fatal or start_failures >= MAX_START_FAILURES:
-                            self._fail(str(e))
-                            return
-                        continue
-                    draining = False
-                try:
-                    while not draining and len(sent) < PIPELINE:
-                        batch = self.queue.take_nowait(self.config.workers) if sent else await self.queue.take(
-                            self.config.workers
-                        )
-                        if batch is None:
-                            break
-                        batch_id = next(self._batch_ids)
-                        sent.append((batch_id, batch))
-                        self.summary.batches += 1
-                        await worker.send_batch(batch_id, orjson.dumps(batch))
-                    if not sent:
-                        return
-                    batch_id, batch = sent[0]
-                    result = await worker.receive_result(batch_id)
-                except WorkerDied as died:
-                    self.summary.worker_deaths += 1
-                    in_flight = worker.in_flight(sent[0][0]) if sent else None
-                    await worker.close()
-                    worker = None
-                    for k, (_, batch) in enumerate(sent):
-                        if k == 0:
-                            self._after_death(batch, died.reason, in_flight)
-                        else:  # queued behind the one it died on: never started
-                            self._put_back(batch)
-                        self.queue.release()
-                    sent.clear()
-                    continue
-                sent.popleft()
-                self._accept(result, batch)
-                self.queue.release()
-                if result.restart:
-                    draining = True  # let the batches already sent come back, then replace it
-                if draining and not sent:
+                if not recycling:
+                    await self._fill(worker, pipeline)
+                if not pipeline:
+                    return
+                result = await worker.receive_result(pipeline.head.id)
+                self._accept(result, pipeline.head)
+                pipeline.finish()
+                recycling = recycling or result.recycle
+                if recycling and not pipeline:
                     self.summary.recycled += 1
-                    await worker.close()
-                    worker = None
+                    return
+        except WorkerDied as died:
+            self._after_death(worker, pipeline, died.reason)
         finally:
-            if worker is not None:
-                await worker.close()
-            for _ in sent:
-                self.queue.release()
+            pipeline.clear()
 
-    async def _start_worker(self, nursery: trio.Nursery) -> WorkerProcess:
-        self.summary.workers_started += 1
-        if self.pool is not None:
-            worker = await self.pool.acquire()
-        else:
-            worker = WorkerProcess(list(self.config.worker_command) if self.config.worker_command else None)
-            await worker.start(nursery, self.spawned.pop() if self.spawned else None)
-        try:
-            await worker.setup(self.config)
-        except BaseException:
-            await worker.close()
-            raise
-        return worker
+    async def _fill(self, worker: Worker, pipeline: Pipeline) -> None:
+        """Sends batches until PIPELINE are queued; waits for work only when none is queued."""
+        while len(pipeline) < PIPELINE:
+            batch = self.queue.take_nowait(self._slots) if pipeline else await self.queue.take(self._slots)
+            if batch is None:
+                return
+            pipeline.add(batch)
+            self.summary.batches += 1
+            await worker.send_batch(batch.id, batch.encode())
 
-    def _accept(self, result: wire.Result, batch: list[Chunk]) -> None:
+    def _accept(self, result: wire.Result, batch: Batch) -> None:
         """Takes a batch's answer: events to the sink, new sets and unstarted items to the queue."""
         s = self.summary
         s.derivations += result.derivations
@@ -271,26 +188,30 @@ class Scheduler:
             for path, names in orjson.loads(result.expansions):
                 s.attrsets += 1
                 self.queue.put(tuple(path), names)
-        if result.done < sum(1 if names is None else len(names) for _, names in batch):
-            for path, name in _flat(batch)[result.done:]:  # the worker stopped early: requeue the rest
-                self.queue.put(path, None if name is None else [name])
+        if result.done < len(batch):
+            for path, name in batch.items()[result.done:]:  # the worker stopped early: requeue the rest
+                self.queue.put_item(path, name)
 
-    def _after_death(self, batch: list[Chunk], reason: str, in_flight: int | None) -> None:
-        """The item in flight gets an error event saying why the worker died, the others go
-        back to the queue (an item in three deaths without a known culprit gets the error too)."""
-        flat = _flat(batch)
-        culprit = in_flight if in_flight is not None and in_flight < len(flat) else None
-        for i, (path, name) in enumerate(flat):
+    def _after_death(self, worker: Worker, pipeline: Pipeline, reason: str) -> None:
+        """The item in flight gets an error event saying why the worker died; the rest of its
+        batch, and the batches queued behind it (never started), go back to the queue. An
+        item in MAX_UNATTRIBUTED_DEATHS deaths without a known culprit gets the error too."""
+        self.summary.worker_deaths += 1
+        head, *behind = pipeline.batches
+        items = head.items()
+        in_flight = worker.in_flight(head.id)
+        culprit = in_flight if in_flight is not None and in_flight < len(items) else None
+        log.debug("%s died on batch %d item %s: %s", worker.name, head.id, culprit, reason)
+        for i, (path, name) in enumerate(items):
             if i == culprit or (culprit is None and self._unattributed_limit((path, name))):
                 self._worker_error(path, name, reason)
             else:
-                self.queue.put(path, None if name is None else [name])
+                self.queue.put_item(path, name)
+        for batch in behind:
+            for path, names in batch.chunks:
+                self.queue.put(path, names)
 
-    def _put_back(self, batch: list[Chunk]) -> None:
-        for path, names in batch:
-            self.queue.put(path, names)
-
-    def _unattributed_limit(self, item: tuple[tuple[str, ...], str | None]) -> bool:
+    def _unattributed_limit(self, item: Item) -> bool:
         self._unattributed[item] += 1
         return self._unattributed[item] >= MAX_UNATTRIBUTED_DEATHS
 

@@ -49,6 +49,6 @@ struct Result {
   done @3 :UInt32;            # items of the batch evaluated; the rest were not started
   derivations @4 :UInt32;
   errors @5 :UInt32;
-  restart @6 :Bool;           # over its memory limit: replace this worker
+  recycle @6 :Bool;           # over its memory threshold: replace this worker once answered
   peakRssKib @7 :UInt64;
 }
