@@ -72,6 +72,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     r.add_argument("--timeout", type=positive_seconds, default=None, metavar="SECONDS",
                    help="per-attribute time limit; an attribute over it gets an error event")
     r.add_argument("--gc-roots-dir", metavar="DIR", help="register a GC root for every evaluated derivation")
+    r.add_argument("--no-fork", dest="fork_workers", action="store_false",
+                   help="start every worker as a new process that loads the input itself, instead of forking "
+                        "it from one process that loaded it once (slower restarts; for debugging)")
 
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
@@ -190,5 +193,6 @@ def config_from_args(ns: argparse.Namespace) -> EvalConfig:
         workers=ns.workers,
         max_memory_mb=ns.max_memory,
         item_timeout=ns.timeout,
+        fork_workers=ns.fork_workers,
         gc_roots_dir=ns.gc_roots_dir,
     ).resolved()

@@ -10,9 +10,10 @@ from protocol.config import EvalConfig
 def run_local_eval(config: EvalConfig) -> int:
     from evixd.worker_launch import spawn
 
-    # Workers start first: they initialise Nix while this process imports the engine.
+    # Workers start first: they initialise Nix while this process imports the engine. With
+    # forking, one process (the template that loads the input) is all a run starts.
     command = list(config.worker_command) if config.worker_command else None
-    spawned = [spawn(command) for _ in range(config.workers)]
+    spawned = [spawn(command) for _ in range(1 if config.fork_workers else config.workers)]
     import trio
 
     from evixd.engine import EvixError, Scheduler

@@ -35,6 +35,7 @@ class BatchOutcome:
     derivations: int = 0
     errors: int = 0
     recycle: bool = False
+    out_of_memory: str = ""  # the item at `done` passed the memory limit (Nix's message); not done
 
 
 def peak_rss_kib() -> int:
@@ -66,10 +67,10 @@ class Evaluator:
             except NixError as e:
                 for name in items:
                     self._error(*self._where(path, prefix, name), e, out)
+                    if out.out_of_memory:
+                        out.recycle = self.recycling = True
+                        return out
                     out.done += 1
-                if out.recycle:
-                    self.recycling = True
-                    return out
                 continue
             for name in items:
                 mark(out.done)
@@ -77,8 +78,11 @@ class Evaluator:
                     self._self_item(value, path, out)
                 else:
                     self._child(value, path, prefix, name, out)
+                if out.out_of_memory:  # not done: the master retries it alone in a fresh worker
+                    out.recycle = self.recycling = True
+                    return out
                 out.done += 1
-                if out.recycle or peak_rss_kib() > self.limit_kib:
+                if peak_rss_kib() > self.limit_kib:
                     out.recycle = self.recycling = True
                     return out
         return out
@@ -133,10 +137,9 @@ class Evaluator:
             message = f"error: {error}"
         elif not error.out_of_memory:
             message = error.message
-        else:  # the GC heap cap: this worker's heap is spent
-            message = (f"out of memory: evaluating this attribute passed the worker memory limit "
-                       f"(--max-memory {self.limit_kib >> 10} MiB); Nix said: {error.message}")
-            out.recycle = True
+        else:  # the GC heap cap: this worker's heap is spent; no event, the master decides
+            out.out_of_memory = error.message
+            return
         out.errors += 1
         out.events.append(orjson.dumps({"attr": attr, "attrPath": path, "error": message, "fatal": False}))
 

@@ -18,7 +18,7 @@ from protocol.config import ConfigError, EvalConfig
 
 from .evaluator import Evaluator, peak_rss_kib
 from .loader import LoadError, load
-from protocol.environment import PROGRESS_FD_ENV
+from protocol.environment import EVALUATOR_NAME, PROGRESS_FD_ENV, set_process_name
 
 
 
@@ -26,9 +26,11 @@ class _Progress:
     """Shared memory where the worker marks (batch, item) before each item, so that after a
     crash or a timeout the master knows which attribute was in flight."""
 
-    def __init__(self) -> None:
-        fd = os.environ.get(PROGRESS_FD_ENV)
-        self.map = mmap.mmap(int(fd), 16) if fd else None
+    def __init__(self, fd: int | None = None) -> None:
+        """The word behind `fd`, else behind the fd the environment names (none: no marks)."""
+        if fd is None and os.environ.get(PROGRESS_FD_ENV):
+            fd = int(os.environ[PROGRESS_FD_ENV])
+        self.map = mmap.mmap(fd, 16) if fd is not None else None
         self.batch = 0
 
     def mark(self, index: int) -> None:
@@ -63,6 +65,7 @@ def serve(in_fd: int, out_fd: int) -> int:
     """Answers setup, work and shutdown until shutdown or EOF; returns the exit code.
 
     Nix and the schema are ready before waiting for setup, so an idle worker in a pool is truly warm.
+    A worker set up as a template loads the input, then forks workers (template.py) instead.
     """
     import nixffi
 
@@ -87,15 +90,28 @@ def serve(in_fd: int, out_fd: int) -> int:
     except (LoadError, ConfigError) as e:
         write_all(out_fd, wire.encode_response(wire.Fatal(str(e))))
         return 1
-
-    write_all(out_fd, wire.encode_response(wire.Ready(wire.PROTOCOL_VERSION, nixffi.nix_version(), os.getpid())))
     # A backstop for allocations too fast for the master's RSS watchdog: past it Nix fails
     # with std::bad_alloc on the attribute. Set after loading, so a small limit never stops
-    # the input from loading; recycling (peak RSS over the limit) stays the normal path.
+    # the input from loading; recycling (RSS over the limit) stays the normal path.
     limit = config.max_memory_mb << 20
     nixffi.limit_gc_heap(max(2 * limit, nixffi.gc_heap_size() + limit))
-    evaluator = Evaluator(root, config)
-    progress = _Progress()
+    if setup.template:
+        from .template import serve_template
+
+        return serve_template(in_fd, out_fd, setup.config, root, config)
+    set_process_name(EVALUATOR_NAME)
+    write_all(out_fd, ready())
+    return serve_batches(in_fd, out_fd, Evaluator(root, config), _Progress())
+
+
+def ready() -> bytes:
+    import nixffi
+
+    return wire.encode_response(wire.Ready(wire.PROTOCOL_VERSION, nixffi.nix_version(), os.getpid()))
+
+
+def serve_batches(in_fd: int, out_fd: int, evaluator: Evaluator, progress: _Progress) -> int:
+    """Evaluates each batch sent until shutdown or EOF; returns the exit code."""
     while True:
         try:
             msg = wire.decode_request(read_frame(in_fd))
@@ -111,4 +127,4 @@ def serve(in_fd: int, out_fd: int) -> int:
         events = b"\n".join(outcome.events) + b"\n" if outcome.events else b""
         write_all(out_fd, wire.encode_response(wire.Result(
             msg.batch, events, b"[" + b",".join(outcome.expansions) + b"]", outcome.done, outcome.derivations,
-            outcome.errors, outcome.recycle, peak_rss_kib())))
+            outcome.errors, outcome.recycle, peak_rss_kib(), outcome.out_of_memory)))

@@ -9,11 +9,12 @@ so that the CLI can start its workers first and import the engine while they sta
 from __future__ import annotations
 
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass
 
-from protocol.environment import PROGRESS_FD_ENV, WORKER_ENV, raise_stack_limit
+from protocol.environment import CONTROL_FD_ENV, MASTER_PID_ENV, PROGRESS_FD_ENV, WORKER_ENV, raise_stack_limit
 
 __all__ = ["SpawnedWorker", "spawn"]
 
@@ -28,25 +29,33 @@ class SpawnedWorker:
 
     process: subprocess.Popen[bytes]
     progress_fd: int
+    control: socket.socket
+    """Our end of its control socket: used only if it is set up as a template."""
 
 
 def spawn(command: list[str] | None = None) -> SpawnedWorker:
     """Starts a worker with pipes on stdin/stdout/stderr, in its own session (so Ctrl-C reaches
-    only the master, which stops its workers), with its stack and progress word."""
+    only the master, which stops its workers), with its stack, in-flight word and control
+    socket; it dies with this process however this one ends (MASTER_PID_ENV)."""
     progress_fd = os.memfd_create("evix-progress")
     os.ftruncate(progress_fd, 16)
-    env = dict(os.environ, **{WORKER_ENV: "1", PROGRESS_FD_ENV: str(progress_fd)})
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    env = dict(os.environ, **{WORKER_ENV: "1", PROGRESS_FD_ENV: str(progress_fd), CONTROL_FD_ENV: str(theirs.fileno()),
+                              MASTER_PID_ENV: str(os.getpid())})
     # Without it glibc hands heap back to the kernel and takes it again around every .drv
     # Nix writes: up to 2x slower evaluation (measured, bench/README.md).
     env.setdefault("MALLOC_TRIM_THRESHOLD_", str(256 << 20))
-    process = subprocess.Popen(
-        command or default_command(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        pass_fds=(progress_fd,),
-        start_new_session=True,
-        preexec_fn=raise_stack_limit,  # spares the worker re-executing itself for its stack
-    )
-    return SpawnedWorker(process, progress_fd)
+    try:
+        process = subprocess.Popen(
+            command or default_command(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            pass_fds=(progress_fd, theirs.fileno()),
+            start_new_session=True,
+            preexec_fn=raise_stack_limit,  # spares the worker re-executing itself for its stack
+        )
+    finally:
+        theirs.close()
+    return SpawnedWorker(process, progress_fd, ours)

@@ -3,7 +3,7 @@
 Fields split in two. Those that change the result (input, args, overrides, options, lookup
 path, recursion, meta, input drvs) form the canonical JSON whose sha256 is the session key.
 Those that only change how it is computed (workers, memory limit, timeout, GC roots,
-worker command) do not, so `evix query` finds the session without repeating `--workers`.
+worker command, forking) do not, so `evix query` finds the session without repeating `--workers`.
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ class Arg:
     is_string: bool = False
 
 
-_HOW = ("workers", "max_memory_mb", "item_timeout", "gc_roots_dir", "worker_command")
+_HOW = ("workers", "max_memory_mb", "item_timeout", "gc_roots_dir", "worker_command", "fork_workers")
 
 
 @dataclass(frozen=True)
@@ -53,6 +53,7 @@ class EvalConfig:
     item_timeout: float | None = None
     gc_roots_dir: str | None = None
     worker_command: tuple[str, ...] | None = field(default=None, compare=False)
+    fork_workers: bool = True  # from a template that loaded the input once; False: a fresh process each
 
     # ---- checking and resolving ------------------------------------------------------
     def validate(self) -> EvalConfig:
@@ -145,7 +146,7 @@ class EvalConfig:
                     kw[name] = tuple((str(k), str(v)) for k, v in value)
                 elif name in ("lookup_path", "worker_command"):
                     kw[name] = tuple(str(x) for x in value)
-                elif name in ("force_recurse", "meta", "show_input_drvs"):
+                elif name in ("force_recurse", "meta", "show_input_drvs", "fork_workers"):
                     kw[name] = _typed(name, value, bool)
                 elif name in ("workers", "max_memory_mb"):
                     kw[name] = _typed(name, value, int)

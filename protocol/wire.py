@@ -59,6 +59,7 @@ def frame_size(header: bytes) -> int:
 class Setup:
     protocol_version: int
     config: bytes
+    template: bool = False
 
 
 @dataclass(frozen=True)
@@ -89,6 +90,7 @@ class Result:
     errors: int
     recycle: bool
     peak_rss_kib: int
+    out_of_memory: str = ""
 
 
 @dataclass(frozen=True)
@@ -107,6 +109,7 @@ def encode_request(msg: Request) -> bytes:
         b = m.init("setup")
         b.protocolVersion = msg.protocol_version
         b.config = msg.config
+        b.template = msg.template
     elif isinstance(msg, Work):
         b = m.init("work")
         b.batch = msg.batch
@@ -134,6 +137,7 @@ def encode_response(msg: Response) -> bytes:
         b.errors = msg.errors
         b.recycle = msg.recycle
         b.peakRssKib = msg.peak_rss_kib
+        b.outOfMemory = msg.out_of_memory
     else:
         m.fatal = msg.message
     return m.to_bytes()
@@ -145,7 +149,7 @@ def decode_request(frame: bytes) -> Request:
             which = m.which()
             if which == "setup":
                 b = m.setup
-                return Setup(b.protocolVersion, bytes(b.config))
+                return Setup(b.protocolVersion, bytes(b.config), b.template)
             if which == "work":
                 return Work(m.work.batch, bytes(m.work.items))
             return Shutdown()
@@ -165,7 +169,8 @@ def decode_response(frame: bytes) -> Response:
             if which == "result":
                 b = m.result
                 return Result(
-                    b.batch, bytes(b.events), bytes(b.expansions), b.done, b.derivations, b.errors, b.recycle, b.peakRssKib
+                    b.batch, bytes(b.events), bytes(b.expansions), b.done, b.derivations, b.errors, b.recycle, b.peakRssKib,
+                    b.outOfMemory,
                 )
             return Fatal(m.fatal)
     except Exception as e:

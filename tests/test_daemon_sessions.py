@@ -38,18 +38,20 @@ def test_a_repeated_eval_uses_the_warm_workers(work: Path) -> None:
     daemon = start_daemon(work / "evix.sock", "--warm-seconds", "60")
     try:
         config = config_for(write_jobs(work / "jobs.nix"), workers=2)
-        eval_lines(daemon, config)  # 2 workers started for the run, then 2 more kept warm
-        _wait(lambda: daemon.call("status")["workers"]["warm"] == 2, "2 warm workers")
-        assert daemon.call("status")["workers"]["spawned"] == 4
+        # a run spawns one process, its template, and forks its 2 workers from it; then
+        # one process is kept warm to be the next run's template
+        eval_lines(daemon, config)
+        _wait(lambda: daemon.call("status")["workers"]["warm"] == 1, "a warm process")
+        assert daemon.call("status")["workers"]["spawned"] == 2
         _, summary = eval_lines(daemon, config)
         assert summary["derivations"] == 7
-        _wait(lambda: daemon.call("status")["workers"]["warm"] == 2, "the pool to refill")
-        # the second run took the 2 warm ones: only the refill was spawned (cold would be 8)
-        assert daemon.call("status")["workers"]["spawned"] == 6
+        _wait(lambda: daemon.call("status")["workers"]["warm"] == 1, "the pool to refill")
+        # the second run took the warm one: only the refill was spawned (cold would be 4)
+        assert daemon.call("status")["workers"]["spawned"] == 3
         diff = daemon.call("diff", {"config": config})
         assert diff["summary"]["derivations"] == 7
-        _wait(lambda: daemon.call("status")["workers"]["warm"] == 2, "the pool to refill")
-        assert daemon.call("status")["workers"]["spawned"] == 8
+        _wait(lambda: daemon.call("status")["workers"]["warm"] == 1, "the pool to refill")
+        assert daemon.call("status")["workers"]["spawned"] == 4
     finally:
         _stopped(daemon)
 

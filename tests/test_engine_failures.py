@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -12,6 +13,7 @@ import psutil
 import pytest
 
 from evix_helpers import FIXTURES, REPO, evix_command, run_evix
+from protocol.environment import EVALUATOR_NAME
 
 BROKEN = FIXTURES / "broken.nix"
 GOOD = {"good1", "good3", "nested.good2", "badMeta"}
@@ -73,7 +75,13 @@ def test_good_derivations_survive_broken_neighbours(broken_run):
 
 
 def _worker_pids(parent: psutil.Process) -> list[int]:
-    return [c.pid for c in parent.children(recursive=True) if "evix_worker" in " ".join(c.cmdline())]
+    """The processes that evaluate (forked or spawned workers; not a template)."""
+    found = []
+    for c in parent.children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if c.name() == EVALUATOR_NAME:
+                found.append(c.pid)
+    return found
 
 
 def _start(*args: str) -> subprocess.Popen:

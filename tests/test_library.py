@@ -104,7 +104,8 @@ async def test_a_bad_worker_frame_is_that_workers_death(tmp_path: Path, mode: st
     normal = await Session.open(EvalConfig(file=str(f)))
     await normal.evaluate()
     proxy = (sys.executable, str(FIXTURES / "faulty_worker.py"), mode, str(tmp_path / "spoiled"))
-    faulty = await Session.open(EvalConfig(file=str(f), worker_command=proxy))
+    # spawned workers: the proxy stands between the master and each of them
+    faulty = await Session.open(EvalConfig(file=str(f), worker_command=proxy, fork_workers=False))
     summary = await faulty.evaluate()
     assert (tmp_path / "spoiled").exists()  # the proxy did spoil an answer
     assert summary.worker_deaths == 1 and summary.workers_started == 2

@@ -177,7 +177,8 @@ class SessionRegistry:
         entry.evaluated_at = time.time()
         entry.evaluations += 1
         entry.touch()
-        self._warm(entry, config.workers)
+        # a run forks its workers from one template process: that one is what is kept warm
+        self._warm(entry, 1 if config.fork_workers else config.workers)
         return result
 
     def _new_entry(self, key: str, config: EvalConfig) -> SessionEntry:

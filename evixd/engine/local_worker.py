@@ -6,7 +6,7 @@ worker is on) and the worker's RSS, and kills it on the per-item timeout or the 
 limit; the scheduler then learns which item was in flight and why the worker died.
 
 Every way a worker ends goes through `aclose`: the one teardown (shutdown, bounded wait,
-SIGKILL, pipes and shared memory closed), reached by leaving `LocalWorkers.open()`.
+SIGKILL, pipes and shared memory closed), reached by leaving a WorkerSource's `open()`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ import logging
 import mmap
 import os
 import signal
+import socket
+import subprocess
 import struct
 import time
-from collections.abc import AsyncIterator
-from typing import Any, NoReturn
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any, NoReturn, Protocol
 
 import orjson
 import psutil
@@ -31,6 +33,7 @@ from protocol import wire
 from protocol.config import EvalConfig
 
 from .errors import WorkerStartError
+from .oom import oom_kills
 from .worker import Worker, WorkerDied, WorkerSource
 
 log = logging.getLogger("evix.worker")
@@ -42,10 +45,10 @@ _GONE = (trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 """What a write to (or read from) a worker's pipe raises once the worker is gone."""
 
 
-def _trio_stream(pipe: Any) -> trio.lowlevel.FdStream:
+def _take_fd(pipe: Any) -> int:
     fd = os.dup(pipe.fileno())
     pipe.close()
-    return trio.lowlevel.FdStream(fd)
+    return fd
 
 
 class _FrameReader:
@@ -71,26 +74,77 @@ class _FrameReader:
         return frame
 
 
+class ProcessHandle(Protocol):
+    """A worker process as the master can watch it: spawned by us, or forked by a template."""
+
+    pid: int
+
+    def returncode(self) -> int | None:
+        """As subprocess reports it (negative: killed by that signal); None while it runs."""
+
+    async def wait(self) -> None:
+        """Returns once the process has ended and `returncode` is known."""
+
+
+class SpawnedProcess:
+    """A child of ours: its exit awaited on a pidfd, then reaped."""
+
+    def __init__(self, popen: subprocess.Popen[bytes]) -> None:
+        self.popen = popen
+        self.pid = popen.pid
+
+    def returncode(self) -> int | None:
+        return self.popen.poll()
+
+    async def wait(self) -> None:
+        if self.popen.poll() is not None:
+            return
+        try:
+            pidfd = os.pidfd_open(self.pid)
+        except ProcessLookupError:
+            pidfd = -1
+        if pidfd >= 0:
+            try:
+                await trio.lowlevel.wait_readable(pidfd)
+            finally:
+                os.close(pidfd)
+        self.popen.wait()
+
+
 class LocalWorker(Worker):
     """A started worker process: `setup`, then batches, then `aclose` (or `async with`)."""
 
-    def __init__(self, spawned: SpawnedWorker, nursery: trio.Nursery) -> None:
-        """Adopts `spawned`; its stderr is forwarded to our log by a task in `nursery`."""
-        self._popen = spawned.process
-        self.pid = spawned.process.pid
-        self._stdin = _trio_stream(self._popen.stdin)
-        self._stdout = _trio_stream(self._popen.stdout)
-        self._stderr = _trio_stream(self._popen.stderr)
-        self._in_flight_fd = spawned.progress_fd
-        self._in_flight: mmap.mmap | None = mmap.mmap(self._in_flight_fd, 16)
+    def __init__(self, process: ProcessHandle, stdin: int, stdout: int, stderr: int, in_flight_fd: int,
+                 nursery: trio.Nursery) -> None:
+        """Takes over the fds of the process's pipes and in-flight word; its stderr is
+        forwarded to our log by a task in `nursery`."""
+        self.process = process
+        self.pid = process.pid
+        self._stdin = trio.lowlevel.FdStream(stdin)
+        self._stdout = trio.lowlevel.FdStream(stdout)
+        self._stderr = trio.lowlevel.FdStream(stderr)
+        self._in_flight_fd = in_flight_fd
+        self._in_flight: mmap.mmap | None = mmap.mmap(in_flight_fd, 16)
         self._reader = _FrameReader(self._stdout)
         self._ps = psutil.Process(self.pid)
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self.config = EvalConfig()
         self._killed_for: str | None = None
+        self._killed_for_memory = False
+        self._oom_kills_at_start = oom_kills()
         self._outstanding = 0  # batches sent and not answered
         self._closed = False
+        self.control: socket.socket | None = None  # a spawned process's control socket (templates use it)
         nursery.start_soon(self._forward_stderr)
+
+    @classmethod
+    def adopt(cls, spawned: SpawnedWorker, nursery: trio.Nursery) -> LocalWorker:
+        """The worker of a process started by worker_launch.spawn."""
+        popen = spawned.process
+        fds = [_take_fd(pipe) for pipe in (popen.stdin, popen.stdout, popen.stderr)]
+        worker = cls(SpawnedProcess(popen), *fds, spawned.progress_fd, nursery)
+        worker.control = spawned.control
+        return worker
 
     @property
     def name(self) -> str:
@@ -103,12 +157,14 @@ class LocalWorker(Worker):
         await self.aclose()
 
     # ---- conversation -----------------------------------------------------------------
-    async def setup(self, config: EvalConfig) -> None:
+    async def setup(self, config: EvalConfig, *, template: bool = False) -> None:
         """Sends the config; raises WorkerStartError (with Nix's message when the input can't load).
-        Its timeout and memory limit then apply to every batch."""
+        Its timeout and memory limit then apply to every batch. A template only loads the
+        input and then forks workers (template.py)."""
         self.config = config
+        setup = wire.Setup(wire.PROTOCOL_VERSION, orjson.dumps(config.to_json()), template)
         try:
-            await self._stdin.send_all(wire.encode_request(wire.Setup(wire.PROTOCOL_VERSION, orjson.dumps(config.to_json()))))
+            await self._stdin.send_all(wire.encode_request(setup))
             reply = wire.decode_response(await self._reader.read())
         except (EOFError, wire.ProtocolError, *_GONE):
             await self._reap(EXIT_GRACE)
@@ -127,7 +183,7 @@ class LocalWorker(Worker):
             await self._died(None)
 
     async def receive_result(self, batch: int) -> wire.Result:
-        self._killed_for = None
+        self._killed_for, self._killed_for_memory = None, False
         frame: bytes | None = None
         malformed: str | None = None
         async with trio.open_nursery() as nursery:
@@ -162,7 +218,11 @@ class LocalWorker(Worker):
         if malformed is not None:
             self._kill(f"worker sent a malformed answer ({malformed}); worker killed")
         await self._reap(EXIT_GRACE)
-        raise WorkerDied(self._killed_for or self._exit_description())
+        if self._killed_for is not None:
+            raise WorkerDied(self._killed_for, memory=self._killed_for_memory)
+        # a SIGKILL that is not ours counts as memory when the kernel's OOM killer acted meanwhile
+        oom = self.process.returncode() == -signal.SIGKILL and (oom_kills() or 0) > (self._oom_kills_at_start or 0)
+        raise WorkerDied(self._exit_description(), memory=oom)
 
     # ---- watchdog ---------------------------------------------------------------------
     async def _watchdog(self) -> None:
@@ -180,7 +240,7 @@ class LocalWorker(Worker):
                 return
             if rss > limit:
                 self._kill(f"worker killed: memory limit of {max_memory_mb} MiB exceeded "
-                           f"(RSS {rss >> 20} MiB) while evaluating this attribute")
+                           f"(RSS {rss >> 20} MiB) while evaluating this attribute", memory=True)
                 return
             if timeout is not None:
                 now_at = bytes(self._in_flight[:16])
@@ -204,10 +264,11 @@ class LocalWorker(Worker):
             pass
 
     # ---- ending -----------------------------------------------------------------------
-    def _kill(self, reason: str) -> None:
+    def _kill(self, reason: str, *, memory: bool = False) -> None:
         """SIGKILL, remembering why (the first reason given wins until the next batch)."""
-        self._killed_for = self._killed_for or reason
-        if self._popen.poll() is None:
+        if self._killed_for is None:
+            self._killed_for, self._killed_for_memory = reason, memory
+        if self.process.returncode() is None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(self.pid, signal.SIGKILL)
 
@@ -215,27 +276,13 @@ class LocalWorker(Worker):
         """Waits up to `grace` seconds for the process to exit, then kills it and waits."""
         with trio.CancelScope(shield=True):
             with trio.move_on_after(grace):
-                await self._wait()
-            if self._popen.poll() is None:
+                await self.process.wait()
+            if self.process.returncode() is None:
                 self._kill(f"worker did not exit within {grace:g} s")
-                await self._wait()
-
-    async def _wait(self) -> None:
-        if self._popen.poll() is not None:
-            return
-        try:
-            pidfd = os.pidfd_open(self.pid)
-        except ProcessLookupError:
-            pidfd = -1
-        if pidfd >= 0:
-            try:
-                await trio.lowlevel.wait_readable(pidfd)
-            finally:
-                os.close(pidfd)
-        self._popen.wait()
+                await self.process.wait()
 
     def _exit_description(self) -> str:
-        rc = self._popen.poll()
+        rc = self.process.returncode()
         tail = next((line for line in reversed(self.stderr_tail) if line.strip()), "")
         suffix = f" (last words: {tail.strip()})" if tail else ""
         if rc is None:
@@ -261,7 +308,7 @@ class LocalWorker(Worker):
         with trio.CancelScope(shield=True):
             if self._outstanding:
                 self._kill("closed while evaluating")
-            if self._popen.poll() is None:
+            if self.process.returncode() is None:
                 with contextlib.suppress(*_GONE), trio.move_on_after(1):
                     await self._stdin.send_all(wire.encode_request(wire.Shutdown()))
             await self._reap(SHUTDOWN_GRACE)
@@ -272,34 +319,44 @@ class LocalWorker(Worker):
             self._in_flight.close()
             os.close(self._in_flight_fd)
             self._in_flight = None
+        if self.control is not None:
+            self.control.close()
 
 
 def start_local_worker(nursery: trio.Nursery, command: list[str] | None = None,
                        spawned: SpawnedWorker | None = None) -> LocalWorker:
     """Adopts `spawned` (or spawns a worker now), with its stderr forwarded by `nursery`."""
-    return LocalWorker(spawned or spawn(command), nursery)
+    return LocalWorker.adopt(spawned or spawn(command), nursery)
 
 
-class LocalWorkers(WorkerSource):
-    """A run's local workers: processes started ahead of it first, then warm ones from the
-    pool's `take` when there is one, else fresh ones."""
+class SpawnedWorkers(WorkerSource):
+    """A run's workers as fresh processes, each loading the input itself: those started
+    ahead of the run first, then warm ones from the pool's `take` when there is one."""
 
     def __init__(self, config: EvalConfig, nursery: trio.Nursery, *, spawned: list[SpawnedWorker] | None = None,
-                 take: Any = None) -> None:
+                 take: Callable[[], Awaitable[LocalWorker]] | None = None) -> None:
         self.config = config
         self.nursery = nursery
         self.spawned = list(spawned or ())
-        self.take = take  # async () -> LocalWorker (WorkerPool.acquire), or None
+        self.take = take
         self.command = list(config.worker_command) if config.worker_command else None
+
+    async def start(self) -> LocalWorker:
+        """A started process, not set up yet."""
+        if self.spawned:
+            return start_local_worker(self.nursery, spawned=self.spawned.pop())
+        if self.take is not None:
+            return await self.take()
+        return start_local_worker(self.nursery, self.command)
 
     @contextlib.asynccontextmanager
     async def open(self) -> AsyncIterator[LocalWorker]:
-        if self.spawned:
-            worker = start_local_worker(self.nursery, spawned=self.spawned.pop())
-        elif self.take is not None:
-            worker = await self.take()
-        else:
-            worker = start_local_worker(self.nursery, self.command)
-        async with worker:
+        async with await self.start() as worker:
             await worker.setup(self.config)
             yield worker
+
+    async def aclose(self) -> None:
+        """Processes started ahead of the run and never used are stopped."""
+        while self.spawned:
+            async with start_local_worker(self.nursery, spawned=self.spawned.pop()):
+                pass

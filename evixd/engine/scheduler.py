@@ -31,8 +31,9 @@ from protocol.config import EvalConfig
 from protocol.events import format_attr
 
 from .errors import InputError, WorkerStartError
-from .local_worker import LocalWorkers
+from .local_worker import SpawnedWorkers
 from .pool import WorkerPool
+from .template import ForkedWorkers
 from .work_queue import Batch, Item, Pipeline, WorkQueue
 from .worker import Worker, WorkerDied, WorkerSource
 
@@ -55,6 +56,7 @@ class Summary:
     workers_started: int = 0
     worker_deaths: int = 0
     recycled: int = 0
+    memory_retries: int = 0  # items retried alone after their worker passed the memory limit
     batches: int = 0
 
     def to_json(self) -> dict[str, Any]:
@@ -105,11 +107,16 @@ class Scheduler:
                 self._cancel = nursery.cancel_scope
                 if self.progress:
                     nursery.start_soon(self._report_progress, started)
-                source = LocalWorkers(self.config, nursery, spawned=self.spawned,
-                                      take=self.pool.acquire if self.pool is not None else None)
-                async with trio.open_nursery() as slots:
-                    for _ in range(self._slots):
-                        slots.start_soon(self._slot, source)
+                processes = SpawnedWorkers(self.config, nursery, spawned=self.spawned,
+                                           take=self.pool.acquire if self.pool is not None else None)
+                source = ForkedWorkers(self.config, nursery, processes)
+                try:
+                    async with trio.open_nursery() as slots:
+                        for _ in range(self._slots):
+                            slots.start_soon(self._slot, source)
+                finally:
+                    with trio.CancelScope(shield=True):
+                        await source.aclose()
                 nursery.cancel_scope.cancel()  # stops the progress line and stderr forwarders
         finally:
             self.summary.seconds = time.monotonic() - started
@@ -145,37 +152,45 @@ class Scheduler:
 
     async def _feed(self, worker: Worker) -> None:
         """Keeps up to PIPELINE batches queued on `worker`, so it never waits for the master,
-        until the work is done, the worker dies, or it has asked to be recycled and answered
-        the batches already sent."""
+        until the work is done, the worker dies, or it has to make way (it asked to be
+        recycled, or an item waits to be retried alone) and has answered what was sent.
+        A fresh worker first takes an item waiting to be retried alone, and only that."""
         pipeline = Pipeline(self.queue)
-        recycling = False
+        alone = self.queue.take_alone()
+        stopping = alone is not None
         try:
+            if alone is not None:
+                await self._send(worker, pipeline, alone)
             while True:
-                if not recycling:
-                    await self._fill(worker, pipeline)
+                if not stopping:
+                    stopping = await self._fill(worker, pipeline)
                 if not pipeline:
                     return
                 result = await worker.receive_result(pipeline.head.id)
                 self._accept(result, pipeline.head)
                 pipeline.finish()
-                recycling = recycling or result.recycle
-                if recycling and not pipeline:
+                if result.recycle and not stopping:
                     self.summary.recycled += 1
-                    return
+                    stopping = True
         except WorkerDied as died:
-            self._after_death(worker, pipeline, died.reason)
+            self._after_death(worker, pipeline, died)
         finally:
             pipeline.clear()
 
-    async def _fill(self, worker: Worker, pipeline: Pipeline) -> None:
-        """Sends batches until PIPELINE are queued; waits for work only when none is queued."""
+    async def _fill(self, worker: Worker, pipeline: Pipeline) -> bool:
+        """Sends batches until PIPELINE are queued; waits for work only when none is queued.
+        True when this worker should take no more (an item waits for a fresh worker)."""
         while len(pipeline) < PIPELINE:
             batch = self.queue.take_nowait(self._slots) if pipeline else await self.queue.take(self._slots)
             if batch is None:
-                return
-            pipeline.add(batch)
-            self.summary.batches += 1
-            await worker.send_batch(batch.id, batch.encode())
+                return bool(self.queue.alone)
+            await self._send(worker, pipeline, batch)
+        return False
+
+    async def _send(self, worker: Worker, pipeline: Pipeline, batch: Batch) -> None:
+        pipeline.add(batch)
+        self.summary.batches += 1
+        await worker.send_batch(batch.id, batch.encode())
 
     def _accept(self, result: wire.Result, batch: Batch) -> None:
         """Takes a batch's answer: events to the sink, new sets and unstarted items to the queue."""
@@ -189,27 +204,45 @@ class Scheduler:
                 s.attrsets += 1
                 self.queue.put(tuple(path), names)
         if result.done < len(batch):
-            for path, name in batch.items()[result.done:]:  # the worker stopped early: requeue the rest
+            rest = batch.items()[result.done:]
+            if result.out_of_memory:  # the worker's GC heap cap stopped this item
+                self._memory_casualty(*rest.pop(0), batch, "out of memory: evaluating this attribute passed the "
+                                      f"worker memory limit (--max-memory {self.config.max_memory_mb} MiB); "
+                                      f"Nix said: {result.out_of_memory}")
+            for path, name in rest:  # the worker stopped early: requeue the rest
                 self.queue.put_item(path, name)
 
-    def _after_death(self, worker: Worker, pipeline: Pipeline, reason: str) -> None:
-        """The item in flight gets an error event saying why the worker died; the rest of its
-        batch, and the batches queued behind it (never started), go back to the queue. An
-        item in MAX_UNATTRIBUTED_DEATHS deaths without a known culprit gets the error too."""
+    def _after_death(self, worker: Worker, pipeline: Pipeline, died: WorkerDied) -> None:
+        """The item in flight gets an error event saying why the worker died (or, when it
+        died for memory, a retry alone in a fresh worker); the rest of its batch, and the
+        batches queued behind it (never started), go back to the queue. An item in
+        MAX_UNATTRIBUTED_DEATHS deaths without a known culprit gets the error too."""
         self.summary.worker_deaths += 1
         head, *behind = pipeline.batches
         items = head.items()
         in_flight = worker.in_flight(head.id)
         culprit = in_flight if in_flight is not None and in_flight < len(items) else None
-        log.debug("%s died on batch %d item %s: %s", worker.name, head.id, culprit, reason)
+        log.debug("%s died on batch %d item %s: %s", worker.name, head.id, culprit, died.reason)
         for i, (path, name) in enumerate(items):
-            if i == culprit or (culprit is None and self._unattributed_limit((path, name))):
-                self._worker_error(path, name, reason)
+            if i == culprit and died.memory:
+                self._memory_casualty(path, name, head, died.reason)
+            elif i == culprit or (culprit is None and self._unattributed_limit((path, name))):
+                self._worker_error(path, name, died.reason)
             else:
                 self.queue.put_item(path, name)
         for batch in behind:
             for path, names in batch.chunks:
                 self.queue.put(path, names)
+
+    def _memory_casualty(self, path: tuple[str, ...], name: str | None, batch: Batch, reason: str) -> None:
+        """An item whose worker passed the memory limit: memory left by earlier items may be
+        to blame, so it is retried once, alone, in a fresh worker; past the limit there too,
+        it is an error event."""
+        if batch.alone:
+            self._worker_error(path, name, f"{reason} (also when evaluated alone in a fresh worker)")
+        else:
+            self.summary.memory_retries += 1
+            self.queue.put_alone(path, name)
 
     def _unattributed_limit(self, item: Item) -> bool:
         self._unattributed[item] += 1

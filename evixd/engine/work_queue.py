@@ -29,6 +29,7 @@ class Batch:
 
     id: int
     chunks: list[Chunk]
+    alone: bool = False  # a retry: this item alone, in a fresh worker
     released: bool = False
 
     def items(self) -> list[Item]:
@@ -47,6 +48,8 @@ class WorkQueue:
     chunks: collections.deque[Chunk] = field(default_factory=collections.deque)
     items: int = 0  # items queued (not leased)
     leased: int = 0  # batches taken and not released
+    alone: collections.deque[Item] = field(default_factory=collections.deque)
+    """Items to retry alone, each in a fresh worker (their worker passed its memory limit)."""
     _lot: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
@@ -58,16 +61,29 @@ class WorkQueue:
     def put_item(self, path: Path, name: str | None) -> None:
         self.put(path, None if name is None else [name])
 
+    def put_alone(self, path: Path, name: str | None) -> None:
+        self.alone.append((path, name))
+        self._lot.unpark_all()
+
     def done(self) -> bool:
-        return not self.chunks and self.leased == 0
+        return not self.chunks and not self.alone and self.leased == 0
 
     async def take(self, slots: int) -> Batch | None:
-        """The next batch (leased until `release`), or None when all work is done."""
+        """The next batch (leased until `release`); None when all work is done, or when an
+        item waits to be retried alone (the caller's worker should then make way for a fresh one)."""
         while not self.chunks:
-            if self.leased == 0:
+            if self.leased == 0 or self.alone:
                 return None
             await self._lot.park()
         return self.take_nowait(slots)
+
+    def take_alone(self) -> Batch | None:
+        """A batch of one item to retry alone, if one waits (leased until `release`)."""
+        if not self.alone:
+            return None
+        path, name = self.alone.popleft()
+        self.leased += 1
+        return Batch(next(self._ids), [(path, None if name is None else [name])], alone=True)
 
     def take_nowait(self, slots: int) -> Batch | None:
         """The next batch if there is work queued now, else None."""

@@ -20,11 +20,13 @@ from protocol import wire
 
 class WorkerDied(Exception):
     """The worker ended during a batch; `reason` says how (signal, memory limit, timeout,
-    malformed answer...). Which item it was on: `Worker.in_flight`."""
+    malformed answer...), `memory` whether it was for memory (its item then gets a retry
+    alone in a fresh worker). Which item it was on: `Worker.in_flight`."""
 
-    def __init__(self, reason: str) -> None:
+    def __init__(self, reason: str, *, memory: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.memory = memory
 
 
 class Worker(abc.ABC):

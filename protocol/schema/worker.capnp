@@ -2,7 +2,8 @@
 # local worker or a TCP connection to `evix worker --listen`. Each message is one Cap'n
 # Proto message in the standard (unpacked) stream framing.
 #
-# Master -> worker: setup, then work* (one at a time), then shutdown.
+# Master -> worker: setup, then work* (one at a time), then shutdown. A worker set up as a
+# template answers ready, then forks workers on its control socket (protocol/template.py).
 # Worker -> master: ready (or fatal) after setup; one result per work.
 #
 # Bulk data (work items, expansions, events) travels as JSON inside Data fields: building a
@@ -21,6 +22,7 @@ struct Request {
 struct Setup {
   protocolVersion @0 :UInt32;
   config @1 :Data;            # protocol.config.EvalConfig as JSON (its maxMemoryMb: recycle past it)
+  template @2 :Bool;          # load and warm the input, then only fork workers (protocol/template.py)
 }
 
 struct Work {
@@ -51,4 +53,6 @@ struct Result {
   errors @5 :UInt32;
   recycle @6 :Bool;           # over its memory threshold: replace this worker once answered
   peakRssKib @7 :UInt64;
+  outOfMemory @8 :Text;       # non-empty: the item at `done` passed the GC heap cap (Nix's message),
+                              # not evaluated to an event; the master retries it alone
 }

@@ -1,0 +1,156 @@
+"""The template: a worker that has loaded (and warmed) the input once and forks evaluation
+workers on request, so replacing a worker costs a fork, not a start.
+
+Safe to fork because the template is single-threaded when it forks (checked: Boehm's GC
+markers and anything else would not survive into the child) and evaluates nothing after
+warming, so its heap stays small and every child starts from the same state. A child is
+an ordinary worker from then on: it reads Setup (which must carry the template's config),
+answers Ready, and evaluates batches on the pipes the master gave it. The template reaps
+its children and reports how each ended, since the master is not their parent.
+
+Warming: before answering Ready the template evaluates the drvPath of the first derivation
+among the root's children (errors ignored, no event), which forces what most packages
+share (a stdenv and its bootstrap) once instead of once per worker. It changes no event:
+the children evaluate every attribute themselves.
+"""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import socket
+import sys
+
+import nixffi
+from nixffi.traverse import Kind, classify_child
+from protocol import template, wire
+from protocol.config import EvalConfig
+from protocol.environment import CONTROL_FD_ENV, EVALUATOR_NAME, TEMPLATE_NAME, die_with_parent, set_process_name
+
+from .evaluator import Evaluator
+from .serve import _Progress, read_frame, ready, serve_batches, write_all
+
+WARM = True  # see the module docstring; bench/README.md measures what it saves
+
+
+def warm(root: nixffi.Value) -> None:
+    """Forces the drvPath of the first child of `root` that is a derivation (see above)."""
+    try:
+        names = root.names()
+    except nixffi.NixError:
+        return
+    for name in names[:8]:
+        try:
+            kind, value = classify_child(root, name.encode("utf-8", "surrogateescape"), False)
+            if kind == Kind.DERIVATION and value is not None:
+                value.get("drvPath").force()
+                return
+        except nixffi.NixError:
+            continue
+
+
+def serve_template(in_fd: int, out_fd: int, setup_config: bytes, root: nixffi.Value, config: EvalConfig) -> int:
+    """Warms, answers Ready, then forks a worker per request until the master goes away."""
+    control = socket.socket(fileno=int(os.environ[CONTROL_FD_ENV]))
+    set_process_name(TEMPLATE_NAME)
+    if WARM:
+        warm(root)
+    write_all(out_fd, ready())
+    reaped_r, reaped_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
+    signal.set_wakeup_fd(reaped_w)
+    signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd hears it
+    selector = selectors.DefaultSelector()
+    selector.register(control, selectors.EVENT_READ, "control")
+    selector.register(in_fd, selectors.EVENT_READ, "stdin")
+    selector.register(reaped_r, selectors.EVENT_READ, "child")
+    while True:
+        for key, _ in selector.select():
+            if key.data == "child":
+                os.read(reaped_r, 4096)
+                _report_exits(control)
+            elif key.data == "stdin":
+                if _master_gone(in_fd):
+                    return 0
+            else:
+                packet, fds, _, _ = socket.recv_fds(control, template.MAX_PACKET, template.FORK_FDS)
+                if not packet:
+                    return 0
+                child = _fork(fds, setup_config, root, config, (control, selector, reaped_r, reaped_w, in_fd, out_fd))
+                for fd in fds:
+                    os.close(fd)
+                control.send(template.encode_event(child))
+
+
+def _master_gone(in_fd: int) -> bool:
+    """The master writes nothing on the template's stdin after setup but Shutdown; EOF or
+    Shutdown both end the template (its children die with it: die_with_parent)."""
+    try:
+        msg = wire.decode_request(read_frame(in_fd))
+    except (EOFError, wire.ProtocolError):
+        return True
+    return isinstance(msg, wire.Shutdown)
+
+
+def _report_exits(control: socket.socket) -> None:
+    while True:
+        try:
+            pid, status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if pid == 0:
+            return
+        control.send(template.encode_event(template.Exited(pid, status)))
+
+
+def _fork(fds: list[int], setup_config: bytes, root: nixffi.Value, config: EvalConfig,
+          template_fds: tuple) -> template.TemplateEvent:
+    if len(fds) != template.FORK_FDS:
+        return template.ForkFailed(f"fork request with {len(fds)} fds, expected {template.FORK_FDS}")
+    threads = len(os.listdir("/proc/self/task"))
+    if threads != 1:  # never fork a multi-threaded Nix: the GC's other threads would be gone
+        return template.ForkFailed(f"template has {threads} threads; refusing to fork")
+    parent = os.getpid()
+    try:
+        pid = os.fork()
+    except OSError as e:
+        return template.ForkFailed(f"fork failed: {e.strerror or e}")
+    if pid:
+        return template.Forked(pid)
+    code = 70
+    try:
+        code = _child(fds, setup_config, root, config, template_fds, parent)
+    except BaseException as e:  # never return into the template's loop
+        print(f"evix worker: forked worker failed: {e!r}", file=sys.stderr)
+    finally:
+        os._exit(code)
+
+
+def _child(fds: list[int], setup_config: bytes, root: nixffi.Value, config: EvalConfig,
+           template_fds: tuple, parent: int) -> int:
+    """The forked worker: its own pipes, its own in-flight word, then the usual conversation."""
+    signal.set_wakeup_fd(-1)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    control, selector, reaped_r, reaped_w, template_in, template_out = template_fds
+    selector.close()
+    control.close()
+    for fd in (reaped_r, reaped_w, template_out):
+        os.close(fd)
+    stdin, stdout, stderr, word = fds
+    os.dup2(stdin, template_in)  # the template's stdin is fd 0: now the master's pipe to us
+    os.dup2(stderr, 2)
+    os.dup2(stderr, 1)  # stray output from Nix must not corrupt frames
+    for fd in (stdin, stderr):
+        os.close(fd)
+    die_with_parent(parent)
+    set_process_name(EVALUATOR_NAME)
+    try:
+        setup = wire.decode_request(read_frame(template_in))
+    except EOFError:
+        return 0
+    if not isinstance(setup, wire.Setup) or setup.config != setup_config:
+        write_all(stdout, wire.encode_response(wire.Fatal("a forked worker must be set up with its template's config")))
+        return 2
+    write_all(stdout, ready())
+    return serve_batches(template_in, stdout, Evaluator(root, config), _Progress(word))
+

@@ -1,0 +1,183 @@
+"""Workers forked from a template: the input is loaded once per run, a worker costs a fork.
+
+The template is a worker process set up with `template=True` (evix_worker/template.py): it
+loads and warms the input, then forks a worker whenever asked on its control socket
+(protocol/template.py), handing each child the pipes and in-flight word we made for it.
+The child is then an ordinary LocalWorker to us. Its exit status comes from the template,
+which is its parent.
+
+If the template cannot fork (it says so once), the rest of the run falls back to spawned
+workers. If the template dies, the next worker starts a new one.
+"""
+
+from __future__ import annotations
+
+import array
+import contextlib
+import logging
+import os
+import socket
+from collections.abc import AsyncIterator
+
+import trio
+
+from protocol import template
+from protocol.config import EvalConfig
+
+from .errors import WorkerStartError
+from .local_worker import LocalWorker, SpawnedWorkers
+from .worker import WorkerSource
+
+log = logging.getLogger("evix.template")
+
+
+class ForkedProcess:
+    """A worker forked by a template: alive until the template reports its exit."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._returncode: int | None = None
+        self._ended = trio.Event()
+
+    def returncode(self) -> int | None:
+        return self._returncode
+
+    async def wait(self) -> None:
+        await self._ended.wait()
+
+    def ended(self, returncode: int) -> None:
+        if self._returncode is None:
+            self._returncode = returncode
+        self._ended.set()
+
+
+class Template:
+    """One template process of a run, and the children it forked for us."""
+
+    def __init__(self, process: LocalWorker, nursery: trio.Nursery) -> None:
+        assert process.control is not None, "a template needs the control socket of a spawned worker"
+        self.process = process
+        self.nursery = nursery
+        self.control = trio.socket.from_stdlib_socket(process.control)
+        process.control = None  # ours now (closed in aclose)
+        self.children: dict[int, ForkedProcess] = {}
+        self.alive = True
+        self._lock = trio.Lock()  # one fork request at a time: replies come in request order
+        self._replies_send, self._replies = trio.open_memory_channel[template.TemplateEvent](1)
+
+    async def listen(self) -> None:
+        """Reads the template's events until its control socket closes (the template ended)."""
+        try:
+            while True:
+                packet = await self.control.recv(template.MAX_PACKET)
+                if not packet:
+                    break
+                event = template.decode_event(packet)
+                if isinstance(event, template.Exited):
+                    child = self.children.pop(event.pid, None)
+                    if child is not None:
+                        child.ended(os.waitstatus_to_exitcode(event.status))
+                else:
+                    await self._replies_send.send(event)
+        except (OSError, ValueError) as e:
+            log.warning("template %d: control channel failed: %s", self.process.pid, e)
+        finally:
+            self.alive = False
+            for child in self.children.values():  # they die with it (die_with_parent)
+                child.ended(-9)
+            self.children.clear()
+            self._replies_send.close()  # a fork waiting for its reply learns it now
+
+    async def fork(self) -> LocalWorker:
+        """A new worker, forked; WorkerStartError when the template cannot fork."""
+        async with self._lock:
+            if not self.alive:
+                raise WorkerStartError("the template process has ended", fatal=False)
+            ours, theirs = _pipes()
+            word = os.memfd_create("evix-in-flight", os.MFD_CLOEXEC)
+            os.ftruncate(word, 16)
+            try:
+                await self.control.sendmsg(
+                    [template.FORK], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [*theirs, word]))]
+                )
+                reply: template.TemplateEvent | None = await self._replies.receive()
+            except (trio.EndOfChannel, trio.BrokenResourceError, OSError):
+                reply = None
+            except BaseException:
+                for fd in (*ours, word):
+                    os.close(fd)
+                raise
+            finally:
+                for fd in theirs:
+                    os.close(fd)
+            if not isinstance(reply, template.Forked):
+                for fd in (*ours, word):
+                    os.close(fd)
+                message = reply.message if isinstance(reply, template.ForkFailed) else "the template process has ended"
+                raise WorkerStartError(message, fatal=False)
+            child = self.children[reply.pid] = ForkedProcess(reply.pid)
+        return LocalWorker(child, *ours, word, self.nursery)
+
+    async def aclose(self) -> None:
+        await self.process.aclose()  # its children get SIGKILL from the kernel (die_with_parent)
+        self.control.close()
+
+
+def _pipes() -> tuple[tuple[int, int, int], tuple[int, int, int]]:
+    """(our ends: child's stdin to write, stdout and stderr to read), (the child's ends)."""
+    stdin_r, stdin_w = os.pipe2(os.O_CLOEXEC)
+    stdout_r, stdout_w = os.pipe2(os.O_CLOEXEC)
+    stderr_r, stderr_w = os.pipe2(os.O_CLOEXEC)
+    return (stdin_w, stdout_r, stderr_r), (stdin_r, stdout_w, stderr_w)
+
+
+class ForkedWorkers(WorkerSource):
+    """A run's workers, forked from its template (started on first use), or spawned when
+    forking is off or proved impossible here."""
+
+    def __init__(self, config: EvalConfig, nursery: trio.Nursery, processes: SpawnedWorkers) -> None:
+        self.config = config
+        self.nursery = nursery
+        self.processes = processes
+        self.forking = config.fork_workers
+        self._template: Template | None = None
+        self._starting = trio.Lock()
+
+    async def _get_template(self) -> Template:
+        async with self._starting:
+            if self._template is None or not self._template.alive:
+                if self._template is not None:
+                    await self._template.aclose()
+                    self._template = None
+                process = await self.processes.start()
+                try:
+                    await process.setup(self.config, template=True)
+                except BaseException:
+                    await process.aclose()
+                    raise
+                self._template = Template(process, self.nursery)
+                self.nursery.start_soon(self._template.listen)
+            return self._template
+
+    @contextlib.asynccontextmanager
+    async def open(self) -> AsyncIterator[LocalWorker]:
+        if not self.forking:
+            async with self.processes.open() as worker:
+                yield worker
+            return
+        tpl = await self._get_template()
+        try:
+            worker = await tpl.fork()
+        except WorkerStartError as e:
+            if tpl.alive:  # it answered that it cannot fork: it never will
+                log.warning("cannot fork workers (%s); starting each worker as a new process", e)
+                self.forking = False
+            raise
+        async with worker:
+            await worker.setup(self.config)
+            yield worker
+
+    async def aclose(self) -> None:
+        if self._template is not None:
+            await self._template.aclose()
+        await self.processes.aclose()

@@ -1,0 +1,66 @@
+"""The template's control channel: how a master asks a template to fork a worker.
+
+A template is a worker process that has loaded the input (and warmed it) and then only forks
+evaluation workers. The channel is a SOCK_SEQPACKET socket pair, one message per packet:
+
+    master -> template   b"fork" with four fds attached (SCM_RIGHTS), in this order:
+                         the child's stdin (read end), stdout (write end), stderr (write end)
+                         and its in-flight word (memfd)
+    template -> master   {"forked": pid}                  the child runs, in request order
+                         {"failed": message}              fork() itself failed
+                         {"exited": pid, "status": raw}   a child ended (os.waitpid status)
+
+The child then speaks the worker protocol on its own pipes, beginning with Setup (which must
+carry the template's config) like any worker. The master is not the child's parent, so the
+template reaps it and reports how it ended.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import orjson
+
+FORK = b"fork"
+FORK_FDS = 4
+MAX_PACKET = 4096
+
+
+@dataclass(frozen=True)
+class Forked:
+    pid: int
+
+
+@dataclass(frozen=True)
+class ForkFailed:
+    message: str
+
+
+@dataclass(frozen=True)
+class Exited:
+    pid: int
+    status: int  # as os.waitpid reports it
+
+
+TemplateEvent = Forked | ForkFailed | Exited
+
+
+def encode_event(event: TemplateEvent) -> bytes:
+    if isinstance(event, Forked):
+        return orjson.dumps({"forked": event.pid})
+    if isinstance(event, ForkFailed):
+        return orjson.dumps({"failed": event.message})
+    return orjson.dumps({"exited": event.pid, "status": event.status})
+
+
+def decode_event(packet: bytes) -> TemplateEvent:
+    """The event of one packet; ValueError when it is not one."""
+    try:
+        d = orjson.loads(packet)
+        if "forked" in d:
+            return Forked(int(d["forked"]))
+        if "failed" in d:
+            return ForkFailed(str(d["failed"]))
+        return Exited(int(d["exited"]), int(d["status"]))
+    except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"not a template event: {packet[:80]!r}") from e
