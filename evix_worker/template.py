@@ -11,7 +11,8 @@ its children and reports how each ended, since the master is not their parent.
 Warming: before answering Ready the template evaluates the drvPath of the first derivation
 among the root's children (errors ignored, no event), which forces what most packages
 share (a stdenv and its bootstrap) once instead of once per worker. It changes no event:
-the children evaluate every attribute themselves.
+the children evaluate every attribute themselves. It is bounded in memory (warm_within),
+and an item retried alone gets a spawned worker, which has evaluated nothing.
 """
 
 from __future__ import annotations
@@ -50,12 +51,24 @@ def warm(root: nixffi.Value) -> None:
             continue
 
 
+def warm_within(root: nixffi.Value, limit: int) -> None:
+    """Warms with the GC heap capped at a quarter of the memory limit more than now: every
+    fork inherits what warming kept, so an input whose first package is huge must not
+    make every worker start near the limit. Past the cap Nix fails the warming (ignored)."""
+    cap = nixffi.gc_heap_limit()
+    nixffi.limit_gc_heap(nixffi.gc_heap_size() + max(16 << 20, limit // 4))
+    try:
+        warm(root)
+    finally:
+        nixffi.limit_gc_heap(cap)
+
+
 def serve_template(in_fd: int, out_fd: int, setup_config: bytes, root: nixffi.Value, config: EvalConfig) -> int:
     """Warms, answers Ready, then forks a worker per request until the master goes away."""
     control = socket.socket(fileno=int(os.environ[CONTROL_FD_ENV]))
     set_process_name(TEMPLATE_NAME)
     if WARM:
-        warm(root)
+        warm_within(root, config.max_memory_mb << 20)
     write_all(out_fd, ready())
     reaped_r, reaped_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(reaped_w)

@@ -70,11 +70,21 @@ def enable_flakes() -> None:
     _flakes_ready = True
 
 
+_gc_heap_limit = 0
+
+
 def limit_gc_heap(max_bytes: int) -> None:
-    """Caps Nix's garbage-collected heap: past it an allocation fails with Nix's
+    """Caps Nix's garbage-collected heap (0: no cap): past it an allocation fails with Nix's
     `std::bad_alloc` error instead of the process growing without bound."""
+    global _gc_heap_limit
     init()
     lib.evix_gc_set_max_heap_size(max_bytes)
+    _gc_heap_limit = max_bytes
+
+
+def gc_heap_limit() -> int:
+    """The cap last set by limit_gc_heap (0: none)."""
+    return _gc_heap_limit
 
 
 def gc_heap_size() -> int:

@@ -350,7 +350,7 @@ class SpawnedWorkers(WorkerSource):
         return start_local_worker(self.nursery, self.command)
 
     @contextlib.asynccontextmanager
-    async def open(self) -> AsyncIterator[LocalWorker]:
+    async def open(self, *, fresh: bool = False) -> AsyncIterator[LocalWorker]:
         async with await self.start() as worker:
             await worker.setup(self.config)
             yield worker

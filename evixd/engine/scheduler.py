@@ -140,23 +140,24 @@ class Scheduler:
         start_failures = 0
         while not self.queue.done():
             self.summary.workers_started += 1
+            alone = bool(self.queue.alone)
             try:
-                async with source.open() as worker:
+                async with source.open(fresh=alone) as worker:
                     start_failures = 0
-                    await self._feed(worker)
+                    await self._feed(worker, alone)
             except WorkerStartError as e:
                 start_failures += 1
                 if e.fatal or start_failures >= MAX_START_FAILURES:
                     self._fail(str(e))
                     return
 
-    async def _feed(self, worker: Worker) -> None:
+    async def _feed(self, worker: Worker, fresh: bool) -> None:
         """Keeps up to PIPELINE batches queued on `worker`, so it never waits for the master,
         until the work is done, the worker dies, or it has to make way (it asked to be
         recycled, or an item waits to be retried alone) and has answered what was sent.
-        A fresh worker first takes an item waiting to be retried alone, and only that."""
+        A fresh worker takes an item waiting to be retried alone, and only that."""
         pipeline = Pipeline(self.queue)
-        alone = self.queue.take_alone()
+        alone = self.queue.take_alone() if fresh else None
         stopping = alone is not None
         try:
             if alone is not None:

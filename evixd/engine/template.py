@@ -7,7 +7,8 @@ The child is then an ordinary LocalWorker to us. Its exit status comes from the 
 which is its parent.
 
 If the template cannot fork (it says so once), the rest of the run falls back to spawned
-workers. If the template dies, the next worker starts a new one.
+workers. If the template dies, the next worker starts a new one. An item retried alone
+gets a spawned worker: a fork shares what the template's warming evaluated.
 """
 
 from __future__ import annotations
@@ -160,8 +161,8 @@ class ForkedWorkers(WorkerSource):
             return self._template
 
     @contextlib.asynccontextmanager
-    async def open(self) -> AsyncIterator[LocalWorker]:
-        if not self.forking:
+    async def open(self, *, fresh: bool = False) -> AsyncIterator[LocalWorker]:
+        if fresh or not self.forking:  # the template has warmed: its forks are not fresh
             async with self.processes.open() as worker:
                 yield worker
             return

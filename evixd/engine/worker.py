@@ -58,6 +58,9 @@ class WorkerSource(abc.ABC):
     """Where a scheduler slot gets its workers from: one `open()` per worker life."""
 
     @abc.abstractmethod
-    def open(self) -> AbstractAsyncContextManager[Worker]:
+    def open(self, *, fresh: bool = False) -> AbstractAsyncContextManager[Worker]:
         """Starts a worker set up for the run's config; raises WorkerStartError when it
-        cannot start (`fatal` when the input itself cannot load). Exit reaps it."""
+        cannot start (`fatal` when the input itself cannot load). Exit reaps it.
+
+        `fresh`: a worker whose process has evaluated nothing of the input before (not
+        forked from a warmed template), for an item retried alone."""

@@ -1,0 +1,55 @@
+"""Memory limits cost retries, never derivations: an item whose worker passed the limit is
+evaluated again alone in a fresh worker; only one that passes it there too is an error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from evixd.engine import Session
+from protocol.config import EvalConfig
+
+# Each item keeps ~20 MiB alive (its list stays reachable from the root) and works a while
+# after allocating it, so a worker that evaluated a few items passes 150 MiB in the middle
+# of the next one, while any one item alone stays well below.
+HEAVY = """
+let
+  mk = name: derivation { inherit name; system = "x86_64-linux"; builder = "/bin/sh"; };
+  big = i: builtins.genList (j: { a = j; b = i; }) SIZE;
+  held = builtins.listToAttrs (map (i: { name = "h${toString i}"; value = big i; }) (builtins.genList (x: x) N));
+  slow = l: builtins.foldl' (acc: k: acc + builtins.foldl' (a: x: a + x.a) 0 l) 0 [ 1 2 3 4 5 6 ];
+in builtins.listToAttrs (map (i: { name = "p${toString i}";
+  value = mk "p${toString i}-${toString (slow held."h${toString i}")}"; }) (builtins.genList (x: x) N))
+"""
+
+
+async def _evaluate(path: Path, **how) -> Session:
+    session = await Session.open(EvalConfig(file=str(path), **how))
+    await session.evaluate()
+    return session
+
+
+def _drvs(session: Session) -> dict[str, str]:
+    return {a: r.drv_path for a, r in session.graph.derivations.items()}
+
+
+async def test_a_low_memory_limit_loses_no_derivation(tmp_path: Path):
+    f = tmp_path / "heavy.nix"
+    f.write_text(HEAVY.replace("SIZE", "100000").replace("N", "10"))
+    unlimited = await _evaluate(f)
+    assert len(_drvs(unlimited)) == 10
+    limited = await _evaluate(f, max_memory_mb=150, workers=2)
+    s = limited.last_summary
+    assert s.worker_deaths + s.recycled >= 2  # the limit did bite
+    assert _drvs(limited) == _drvs(unlimited) and not limited.graph.errors
+
+
+async def test_an_item_over_the_limit_alone_is_an_error_saying_so(tmp_path: Path):
+    f = tmp_path / "one.nix"
+    # one item needs ~300 MiB by itself; its neighbour is small
+    f.write_text(HEAVY.replace("SIZE", "3000000").replace("N", "1")[:-1]
+                 + ' // { small = mk "small"; }\n')
+    limited = await _evaluate(f, max_memory_mb=150)
+    assert set(limited.graph.derivations) == {"small"}
+    error = limited.graph.errors["p0"]
+    assert "memory limit of 150 MiB" in error and "alone in a fresh worker" in error
+    assert limited.last_summary.memory_retries == 1
