@@ -75,6 +75,9 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     r.add_argument("--no-fork", dest="fork_workers", action="store_false",
                    help="start every worker as a new process that loads the input itself, instead of forking "
                         "it from one process that loaded it once (slower restarts; for debugging)")
+    r.add_argument("--warm-template", action="store_true",
+                   help="let the process that forks the workers evaluate one derivation first, so that what "
+                        "packages share (a stdenv) is evaluated once; every worker then starts with that memory")
 
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
@@ -194,5 +197,6 @@ def config_from_args(ns: argparse.Namespace) -> EvalConfig:
         max_memory_mb=ns.max_memory,
         item_timeout=ns.timeout,
         fork_workers=ns.fork_workers,
+        warm_template=ns.warm_template,
         gc_roots_dir=ns.gc_roots_dir,
     ).resolved()

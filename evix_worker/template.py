@@ -8,11 +8,14 @@ an ordinary worker from then on: it reads Setup (which must carry the template's
 answers Ready, and evaluates batches on the pipes the master gave it. The template reaps
 its children and reports how each ended, since the master is not their parent.
 
-Warming: before answering Ready the template evaluates the drvPath of the first derivation
-among the root's children (errors ignored, no event), which forces what most packages
-share (a stdenv and its bootstrap) once instead of once per worker. It changes no event:
-the children evaluate every attribute themselves. It is bounded in memory (warm_within),
-and an item retried alone gets a spawned worker, which has evaluated nothing.
+Warming (`--warm-template`, off by default): before answering Ready the template evaluates
+the drvPath of the first derivation among the root's children (errors ignored, no event),
+which forces what most packages share (a stdenv and its bootstrap) once instead of once per
+worker. It changes no event: the children evaluate every attribute themselves. But every
+fork inherits what warming kept, and nothing bounds that (Nix starts with a 384 MiB GC heap,
+so a heap cap below it does not hold): an input whose first package is huge would make
+every worker start near the memory limit. So it is a choice, and an item retried alone then
+gets a spawned worker, which has evaluated nothing.
 """
 
 from __future__ import annotations
@@ -32,8 +35,6 @@ from protocol.environment import CONTROL_FD_ENV, EVALUATOR_NAME, TEMPLATE_NAME, 
 from .evaluator import Evaluator
 from .serve import _Progress, read_frame, ready, serve_batches, write_all
 
-WARM = True  # see the module docstring; bench/README.md measures what it saves
-
 
 def warm(root: nixffi.Value) -> None:
     """Forces the drvPath of the first child of `root` that is a derivation (see above)."""
@@ -51,24 +52,12 @@ def warm(root: nixffi.Value) -> None:
             continue
 
 
-def warm_within(root: nixffi.Value, limit: int) -> None:
-    """Warms with the GC heap capped at a quarter of the memory limit more than now: every
-    fork inherits what warming kept, so an input whose first package is huge must not
-    make every worker start near the limit. Past the cap Nix fails the warming (ignored)."""
-    cap = nixffi.gc_heap_limit()
-    nixffi.limit_gc_heap(nixffi.gc_heap_size() + max(16 << 20, limit // 4))
-    try:
-        warm(root)
-    finally:
-        nixffi.limit_gc_heap(cap)
-
-
 def serve_template(in_fd: int, out_fd: int, setup_config: bytes, root: nixffi.Value, config: EvalConfig) -> int:
     """Warms, answers Ready, then forks a worker per request until the master goes away."""
     control = socket.socket(fileno=int(os.environ[CONTROL_FD_ENV]))
     set_process_name(TEMPLATE_NAME)
-    if WARM:
-        warm_within(root, config.max_memory_mb << 20)
+    if config.warm_template:
+        warm(root)
     write_all(out_fd, ready())
     reaped_r, reaped_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(reaped_w)

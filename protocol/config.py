@@ -30,7 +30,7 @@ class Arg:
     is_string: bool = False
 
 
-_HOW = ("workers", "max_memory_mb", "item_timeout", "gc_roots_dir", "worker_command", "fork_workers")
+_HOW = ("workers", "max_memory_mb", "item_timeout", "gc_roots_dir", "worker_command", "fork_workers", "warm_template")
 
 
 @dataclass(frozen=True)
@@ -54,6 +54,7 @@ class EvalConfig:
     gc_roots_dir: str | None = None
     worker_command: tuple[str, ...] | None = field(default=None, compare=False)
     fork_workers: bool = True  # from a template that loaded the input once; False: a fresh process each
+    warm_template: bool = False  # the template evaluates a first derivation before forking
 
     # ---- checking and resolving ------------------------------------------------------
     def validate(self) -> EvalConfig:
@@ -146,7 +147,7 @@ class EvalConfig:
                     kw[name] = tuple((str(k), str(v)) for k, v in value)
                 elif name in ("lookup_path", "worker_command"):
                     kw[name] = tuple(str(x) for x in value)
-                elif name in ("force_recurse", "meta", "show_input_drvs", "fork_workers"):
+                elif name in ("force_recurse", "meta", "show_input_drvs", "fork_workers", "warm_template"):
                     kw[name] = _typed(name, value, bool)
                 elif name in ("workers", "max_memory_mb"):
                     kw[name] = _typed(name, value, int)

@@ -8,7 +8,7 @@ which is its parent.
 
 If the template cannot fork (it says so once), the rest of the run falls back to spawned
 workers. If the template dies, the next worker starts a new one. An item retried alone
-gets a spawned worker: a fork shares what the template's warming evaluated.
+gets a spawned worker when the template warmed: a fork shares what warming evaluated.
 """
 
 from __future__ import annotations
@@ -162,7 +162,7 @@ class ForkedWorkers(WorkerSource):
 
     @contextlib.asynccontextmanager
     async def open(self, *, fresh: bool = False) -> AsyncIterator[LocalWorker]:
-        if fresh or not self.forking:  # the template has warmed: its forks are not fresh
+        if (fresh and self.config.warm_template) or not self.forking:  # a warmed template's forks are not fresh
             async with self.processes.open() as worker:
                 yield worker
             return
