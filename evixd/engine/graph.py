@@ -8,7 +8,7 @@ from typing import Any
 
 import orjson
 
-from protocol.events import Derivation, event_from_json
+from protocol.events import Derivation, EventKind, event_from_json, event_kind
 from protocol.query import Filter
 
 
@@ -38,11 +38,12 @@ class Graph:
                 continue
             d = orjson.loads(line)
             decoded.append(d)
-            if "drvPath" in d:
+            kind = event_kind(d)
+            if kind is EventKind.DERIVATION:
                 self.derivations[d["attr"]] = DrvRecord(
                     d["attr"], tuple(d["attrPath"]), d["name"], d["system"], d["drvPath"], line
                 )
-            elif "error" in d:
+            elif kind is EventKind.ERROR:
                 self.errors[d["attr"]] = d["error"]
         self._sorted = None
         return decoded

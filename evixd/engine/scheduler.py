@@ -29,7 +29,7 @@ import trio
 from evixd.worker_launch import SpawnedWorker
 from protocol import wire
 from protocol.config import EvalConfig
-from protocol.events import format_attr
+from protocol.events import error_event, format_attr
 
 from .errors import InputError, WorkerStartError
 from .pool import WorkerPool
@@ -301,7 +301,7 @@ class Scheduler:
             return
         log.warning("%s: %s", format_attr(full), reason)
         self.summary.errors += 1
-        self.sink(orjson.dumps({"attr": format_attr(full), "attrPath": full, "error": reason, "fatal": False}) + b"\n")
+        self.sink(error_event(format_attr(full), full, reason) + b"\n")
 
     # ---- progress -----------------------------------------------------------------------
     async def _report_progress(self, started: float) -> None:
