@@ -36,21 +36,21 @@ class _Progress:
             struct.pack_into("<QQ", self.map, 0, self.batch, index + 1)
 
 
-def _read_exact(fd: int, n: int) -> bytes:
-    chunks = []
-    while n:
-        b = os.read(fd, n)
-        if not b:
-            raise EOFError
-        chunks.append(b)
-        n -= len(b)
-    return b"".join(chunks)
+class FrameReader:
+    """Request frames from a blocking fd (the parsing is protocol.wire's)."""
 
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.parser = wire.FrameParser()
 
-def read_frame(fd: int) -> bytes:
-    first = _read_exact(fd, 4)
-    header = first + _read_exact(fd, wire.header_size(first) - 4)
-    return header + _read_exact(fd, wire.frame_size(header) - len(header))
+    def read(self) -> bytes:
+        """The next frame; EOFError when the master closed the stream."""
+        while (frame := self.parser.next_frame()) is None:
+            chunk = os.read(self.fd, 1 << 20)
+            if not chunk:
+                raise EOFError
+            self.parser.feed(chunk)
+        return frame
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -68,8 +68,9 @@ def serve(in_fd: int, out_fd: int) -> int:
 
     nixffi.init()
     wire.schema()  # ~50 ms of capnp import: spent while the master is still starting, not after setup
+    frames = FrameReader(in_fd)
     try:
-        setup = wire.decode_request(read_frame(in_fd))
+        setup = wire.decode_request(frames.read())
     except EOFError:
         return 0
     if isinstance(setup, wire.Shutdown):  # a warm worker retired before it was used
@@ -98,7 +99,7 @@ def serve(in_fd: int, out_fd: int) -> int:
     progress = _Progress()
     while True:
         try:
-            msg = wire.decode_request(read_frame(in_fd))
+            msg = wire.decode_request(frames.read())
         except EOFError:
             return 0
         if isinstance(msg, wire.Shutdown):

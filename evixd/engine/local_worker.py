@@ -83,25 +83,18 @@ class _Child:
 
 
 class _FrameReader:
+    """The worker's frames from its stdout (the parsing is protocol.wire's)."""
+
     def __init__(self, stream: trio.abc.ReceiveStream) -> None:
         self.stream = stream
-        self.buf = bytearray()
+        self.parser = wire.FrameParser()
 
-    async def _fill(self, n: int) -> None:
-        while len(self.buf) < n:
+    async def read(self) -> bytes:
+        while (frame := self.parser.next_frame()) is None:
             chunk = await self.stream.receive_some(1 << 20)
             if not chunk:
                 raise EOFError
-            self.buf += chunk
-
-    async def read(self) -> bytes:
-        await self._fill(4)
-        hsize = wire.header_size(bytes(self.buf[:4]))
-        await self._fill(hsize)
-        total = wire.frame_size(bytes(self.buf[:hsize]))
-        await self._fill(total)
-        frame = bytes(self.buf[:total])
-        del self.buf[:total]
+            self.parser.feed(chunk)
         return frame
 
 
