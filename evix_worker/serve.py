@@ -6,34 +6,20 @@ called from unregistered threads.
 
 from __future__ import annotations
 
-import mmap
 import os
-import struct
 import sys
+from collections.abc import Callable
 
 import orjson
 
+import nixffi
 from protocol import wire
 from protocol.config import ConfigError, EvalConfig
+from protocol.environment import IN_FLIGHT_FD_ENV
+from protocol.in_flight import InFlightWord
 
 from .evaluator import Evaluator, peak_rss_kib
 from .loader import LoadError, load
-from protocol.environment import PROGRESS_FD_ENV
-
-
-
-class _Progress:
-    """Shared memory where the worker marks (batch, item) before each item, so that after a
-    crash or a timeout the master knows which attribute was in flight."""
-
-    def __init__(self) -> None:
-        fd = os.environ.get(PROGRESS_FD_ENV)
-        self.map = mmap.mmap(int(fd), 16) if fd else None
-        self.batch = 0
-
-    def mark(self, index: int) -> None:
-        if self.map is not None:
-            struct.pack_into("<QQ", self.map, 0, self.batch, index + 1)
 
 
 class FrameReader:
@@ -53,6 +39,13 @@ class FrameReader:
         return frame
 
 
+def in_flight_marker() -> nixffi.InFlightMarker | None:
+    """The marker of the in-flight word the master gave us (None when started without one),
+    so that after a crash or a timeout the master knows which attribute was in flight."""
+    fd = os.environ.get(IN_FLIGHT_FD_ENV)
+    return nixffi.InFlightMarker(InFlightWord(int(fd)).map) if fd else None
+
+
 def write_all(fd: int, data: bytes) -> None:
     view = memoryview(data)
     while view:
@@ -64,8 +57,6 @@ def serve(in_fd: int, out_fd: int) -> int:
 
     Nix and the schema are ready before waiting for setup, so an idle worker in a pool is truly warm.
     """
-    import nixffi
-
     nixffi.init()
     wire.schema()  # ~50 ms of capnp import: spent while the master is still starting, not after setup
     frames = FrameReader(in_fd)
@@ -96,7 +87,8 @@ def serve(in_fd: int, out_fd: int) -> int:
     limit = config.max_memory_mb << 20
     nixffi.limit_gc_heap(max(2 * limit, nixffi.gc_heap_size() + limit))
     evaluator = Evaluator(root, config)
-    progress = _Progress()
+    marker = in_flight_marker()
+    mark: Callable[[int], None] = marker.mark if marker is not None else _no_marker
     while True:
         try:
             msg = wire.decode_request(frames.read())
@@ -107,9 +99,14 @@ def serve(in_fd: int, out_fd: int) -> int:
         if not isinstance(msg, wire.Work):
             print(f"evix worker: unexpected {type(msg).__name__}", file=sys.stderr)
             return 2
-        progress.batch = msg.batch
-        outcome = evaluator.run(orjson.loads(msg.items), progress.mark)
+        if marker is not None:
+            marker.batch = msg.batch
+        outcome = evaluator.run(orjson.loads(msg.items), mark)
         events = b"\n".join(outcome.events) + b"\n" if outcome.events else b""
         write_all(out_fd, wire.encode_response(wire.Result(
             msg.batch, events, b"[" + b",".join(outcome.expansions) + b"]", outcome.done, outcome.derivations,
             outcome.errors, outcome.restart, peak_rss_kib())))
+
+
+def _no_marker(item: int) -> None:
+    pass

@@ -1,5 +1,5 @@
 """Starting a local worker process: the one place that knows its command, environment, stack
-and progress word.
+and in-flight word.
 
 Part of the engine, but it sits beside `evixd.engine`, not inside it: Python imports every
 parent package first, and this module must import neither trio nor the rest of the engine,
@@ -13,7 +13,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from protocol.environment import PROGRESS_FD_ENV, WORKER_ENV, raise_stack_limit
+from protocol.environment import IN_FLIGHT_FD_ENV, WORKER_ENV, raise_stack_limit
+from protocol.in_flight import InFlightWord
 
 __all__ = ["SpawnedWorker", "spawn"]
 
@@ -24,29 +25,33 @@ def default_command() -> list[str]:
 
 @dataclass
 class SpawnedWorker:
-    """A worker process that has started (it initialises Nix, then waits for setup)."""
+    """A worker process that has started (it initialises Nix, then waits for setup), and the
+    master's mapping of its in-flight word (closing that is the caller's job)."""
 
     process: subprocess.Popen[bytes]
-    progress_fd: int
+    in_flight: InFlightWord
 
 
 def spawn(command: list[str] | None = None) -> SpawnedWorker:
     """Starts a worker with pipes on stdin/stdout/stderr, in its own session (so Ctrl-C reaches
-    only the master, which stops its workers), with its stack and progress word."""
-    progress_fd = os.memfd_create("evix-progress")
-    os.ftruncate(progress_fd, 16)
-    env = dict(os.environ, **{WORKER_ENV: "1", PROGRESS_FD_ENV: str(progress_fd)})
+    only the master, which stops its workers), with its stack and in-flight word."""
+    in_flight = InFlightWord.create()
+    env = dict(os.environ, **{WORKER_ENV: "1", IN_FLIGHT_FD_ENV: str(in_flight.fd)})
     # Without it glibc hands heap back to the kernel and takes it again around every .drv
     # Nix writes: up to 2x slower evaluation (measured, bench/README.md).
     env.setdefault("MALLOC_TRIM_THRESHOLD_", str(256 << 20))
-    process = subprocess.Popen(
-        command or default_command(),
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env=env,
-        pass_fds=(progress_fd,),
-        start_new_session=True,
-        preexec_fn=raise_stack_limit,  # spares the worker re-executing itself for its stack
-    )
-    return SpawnedWorker(process, progress_fd)
+    try:
+        process = subprocess.Popen(
+            command or default_command(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+            pass_fds=(in_flight.fd,),
+            start_new_session=True,
+            preexec_fn=raise_stack_limit,  # spares the worker re-executing itself for its stack
+        )
+    except BaseException:
+        in_flight.close()
+        raise
+    return SpawnedWorker(process, in_flight)

@@ -1,8 +1,8 @@
 """One local worker subprocess, seen from the master.
 
 Start-up (Python, imports, Nix init) happens before `setup`, so an idle process can wait
-warm in a pool. While a batch runs, a watchdog reads the shared progress word (which item
-is in flight) and the worker's RSS, and kills it on the per-item timeout or the memory
+warm in a pool. While a batch runs, a watchdog reads the in-flight word (which item the
+worker is on) and the worker's RSS, and kills it on the per-item timeout or the memory
 limit; the caller then learns which item was in flight and why the worker died.
 """
 
@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import collections
 import logging
-import mmap
 import os
 import signal
-import struct
 import subprocess
 import time
 from typing import Any
@@ -25,6 +23,7 @@ import trio
 from evixd.worker_launch import SpawnedWorker, spawn
 from protocol import wire
 from protocol.config import EvalConfig
+from protocol.in_flight import InFlightWord
 
 from .errors import WorkerStartError
 
@@ -105,8 +104,7 @@ class WorkerProcess:
         self.command = command
         self.process: _Child | None = None
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
-        self._progress_fd = -1
-        self._progress: mmap.mmap | None = None
+        self._in_flight: InFlightWord | None = None
         self._reader: _FrameReader | None = None
         self._killed_for: str | None = None
         self._ps: psutil.Process | None = None
@@ -120,8 +118,7 @@ class WorkerProcess:
     async def start(self, nursery: trio.Nursery, spawned: SpawnedWorker | None = None) -> None:
         """Adopts `spawned` (or spawns a worker now); its stderr is forwarded to our log."""
         spawned = spawned or spawn(self.command)
-        self._progress_fd = spawned.progress_fd
-        self._progress = mmap.mmap(self._progress_fd, 16)
+        self._in_flight = spawned.in_flight
         self.process = _Child(spawned.process)
         self._ps = psutil.Process(self.process.pid)
         self._reader = _FrameReader(self.process.stdout)
@@ -164,9 +161,8 @@ class WorkerProcess:
 
     def in_flight(self, batch: int) -> int | None:
         """The flat index of the item of `batch` the worker was on (None: it had not started it)."""
-        assert self._progress is not None
-        seen_batch, index_plus_one = struct.unpack_from("<QQ", self._progress, 0)
-        return index_plus_one - 1 if seen_batch == batch and index_plus_one else None
+        assert self._in_flight is not None
+        return self._in_flight.item_of(batch)
 
     async def send_batch(self, batch: int, items: bytes) -> None:
         """Queues a batch on the worker, which runs its batches in order; WorkerDied if it is gone."""
@@ -205,10 +201,10 @@ class WorkerProcess:
     async def _watchdog(self) -> None:
         """Kills the worker when its RSS passes --max-memory while it evaluates (between items
         the worker checks itself and asks to be recycled) or when one item runs past --timeout."""
-        assert self._progress is not None and self._ps is not None
+        assert self._in_flight is not None and self._ps is not None
         max_memory_mb, timeout = self.config.max_memory_mb, self.config.item_timeout
         limit = max_memory_mb << 20
-        last, since = bytes(self._progress[:16]), time.monotonic()
+        last, since = self._in_flight.snapshot(), time.monotonic()
         while True:
             await trio.sleep(WATCHDOG_PERIOD)
             try:
@@ -220,7 +216,7 @@ class WorkerProcess:
                            f"(RSS {rss >> 20} MiB) while evaluating this attribute")
                 return
             if timeout is not None:
-                now_at = bytes(self._progress[:16])
+                now_at = self._in_flight.snapshot()
                 if now_at != last:
                     last, since = now_at, time.monotonic()
                 elif time.monotonic() - since > timeout:
@@ -293,7 +289,6 @@ class WorkerProcess:
                     await stream.aclose()
                 except Exception:
                     pass
-        if self._progress is not None:
-            self._progress.close()
-            os.close(self._progress_fd)
-            self._progress = None
+        if self._in_flight is not None:
+            self._in_flight.close()
+            self._in_flight = None

@@ -7,7 +7,7 @@ back: events to the sink, expansions to the queue, unfinished items back to the 
 The run is done when the queue is empty and no slot is busy, so the set of events does not
 depend on the number of workers.
 
-A worker that dies costs only the item it was on (known from its progress word): that item
+A worker that dies costs only the item it was on (known from its in-flight word): that item
 gets an error event saying why, the others go back to the queue, and the slot starts a new
 worker. The run fails only when the input itself cannot be loaded.
 """
