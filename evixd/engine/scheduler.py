@@ -30,6 +30,7 @@ from evixd.worker_launch import SpawnedWorker
 from protocol import wire
 from protocol.config import EvalConfig
 from protocol.events import error_event, format_attr
+from protocol.rpc_results import summary_json
 
 from .errors import InputError, WorkerStartError
 from .pool import WorkerPool
@@ -59,11 +60,7 @@ class Summary:
     batches: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "derivations": self.derivations, "errors": self.errors, "seconds": round(self.seconds, 3),
-            "workersStarted": self.workers_started, "workerDeaths": self.worker_deaths,
-            "recycled": self.recycled, "batches": self.batches,
-        }
+        return summary_json(self)
 
 
 EventSink = Callable[[bytes], None]
