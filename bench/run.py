@@ -34,6 +34,8 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from protocol.events import EventKind, event_kind
+
 import measure
 import report
 from generate import DEFAULT_OUT, Input, generate
@@ -100,10 +102,11 @@ def _evix_events(path: Path) -> tuple[set[str], int, int]:
     with open(path, "rb") as f:
         for line in f:
             event = json.loads(line)
-            if "drvPath" in event:
+            kind = event_kind(event)
+            if kind is EventKind.DERIVATION:
                 derivations += 1
                 paths.add(event["drvPath"])
-            elif "error" in event:
+            elif kind is EventKind.ERROR:
                 errors += 1
     return paths, derivations, errors
 

@@ -20,7 +20,7 @@ import nixffi
 from nixffi import NixError, ValueType
 from nixffi.traverse import HAS_AGGREGATE, HAS_META, Kind, attr_names_json, classify, classify_child, derivation_json
 from protocol.config import EvalConfig
-from protocol.events import format_attr, quote_attr
+from protocol.events import attrset_event, derivation_event, error_event, fields_drv_path, format_attr, quote_attr
 
 from . import drvfile, gcroots
 
@@ -127,10 +127,9 @@ class Evaluator:
     # ---- events ---------------------------------------------------------------------------
     def _attrset(self, v: nixffi.Value, path: tuple[str, ...], attr: str, out: BatchOutcome) -> None:
         names = attr_names_json(v)
-        path_json = orjson.dumps(path)
-        out.events.append(b'{"attr":' + orjson.dumps(attr) + b',"attrPath":' + path_json + b',"attrs":' + names + b"}")
+        out.events.append(attrset_event(attr, path, names))
         if names != b"[]":
-            out.expansions.append(b"[" + path_json + b"," + names + b"]")
+            out.expansions.append(b"[" + orjson.dumps(path) + b"," + names + b"]")
 
     def _error(self, path: tuple[str, ...], attr: str, error: Exception, out: BatchOutcome) -> None:
         if not isinstance(error, NixError):  # reading the .drv or writing a GC root
@@ -141,29 +140,22 @@ class Evaluator:
             out.out_of_memory = error.message
             return
         out.errors += 1
-        out.events.append(orjson.dumps({"attr": attr, "attrPath": path, "error": message, "fatal": False}))
+        out.events.append(error_event(attr, path, message))
 
     def _derivation(self, v: nixffi.Value, path: tuple[str, ...], attr: str, out: BatchOutcome) -> None:
         fields, flags = derivation_json(v)
-        parts = [b'{"attr":', orjson.dumps(attr), b',"attrPath":', orjson.dumps(path), b",", fields]
         config = self.config
-        if config.meta and flags & HAS_META:
-            meta = self._meta(v)
-            if meta is not None:
-                parts += [b',"meta":', meta]
+        meta = self._meta(v) if config.meta and flags & HAS_META else None
+        input_drvs = None
         if config.show_input_drvs or config.gc_roots_dir:
-            drv_path = orjson.loads(b"{" + fields + b"}")["drvPath"]
+            drv_path = fields_drv_path(fields)
             if config.show_input_drvs:
-                parts += [b',"inputDrvs":', orjson.dumps(drvfile.read_input_drvs(drv_path))]
+                input_drvs = orjson.dumps(drvfile.read_input_drvs(drv_path))
             if config.gc_roots_dir:
                 gcroots.add_root(config.gc_roots_dir, drv_path)
-        if flags & HAS_AGGREGATE:
-            constituents = self._constituents(v)
-            if constituents is not None:
-                parts += [b',"constituents":', orjson.dumps(constituents)]
-        parts.append(b"}")
+        constituents = self._constituents(v) if flags & HAS_AGGREGATE else None
         out.derivations += 1
-        out.events.append(b"".join(parts))
+        out.events.append(derivation_event(attr, path, fields, meta, input_drvs, constituents))
 
     @staticmethod
     def _meta(v: nixffi.Value) -> bytes | None:
@@ -175,8 +167,8 @@ class Evaluator:
             return None
 
     @staticmethod
-    def _constituents(v: nixffi.Value) -> list[str] | None:
-        """Hydra aggregates: drvPaths of derivation constituents, names of string ones."""
+    def _constituents(v: nixffi.Value) -> bytes | None:
+        """Hydra aggregates: drvPaths of derivation constituents, names of string ones, as JSON."""
         flag = v.get("_hydraAggregate")
         if flag.type != ValueType.BOOL or not flag.as_bool() or not v.has("constituents"):
             return None
@@ -187,4 +179,4 @@ class Evaluator:
                 result.append(c.as_str())
             elif t == ATTRS and c.has("drvPath"):
                 result.append(c.get("drvPath").as_str())
-        return result
+        return orjson.dumps(result)

@@ -6,53 +6,46 @@ called from unregistered threads.
 
 from __future__ import annotations
 
-import mmap
 import os
-import struct
 import sys
+from collections.abc import Callable
 
 import orjson
 
+import nixffi
 from protocol import wire
 from protocol.config import ConfigError, EvalConfig
+from protocol.environment import EVALUATOR_NAME, IN_FLIGHT_FD_ENV, set_process_name
+from protocol.in_flight import InFlightWord
 
 from .evaluator import Evaluator, peak_rss_kib
 from .loader import LoadError, load
-from protocol.environment import EVALUATOR_NAME, PROGRESS_FD_ENV, set_process_name
 
 
+class FrameReader:
+    """Request frames from a blocking fd (the parsing is protocol.wire's)."""
 
-class _Progress:
-    """Shared memory where the worker marks (batch, item) before each item, so that after a
-    crash or a timeout the master knows which attribute was in flight."""
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.parser = wire.FrameParser()
 
-    def __init__(self, fd: int | None = None) -> None:
-        """The word behind `fd`, else behind the fd the environment names (none: no marks)."""
-        if fd is None and os.environ.get(PROGRESS_FD_ENV):
-            fd = int(os.environ[PROGRESS_FD_ENV])
-        self.map = mmap.mmap(fd, 16) if fd is not None else None
-        self.batch = 0
-
-    def mark(self, index: int) -> None:
-        if self.map is not None:
-            struct.pack_into("<QQ", self.map, 0, self.batch, index + 1)
-
-
-def _read_exact(fd: int, n: int) -> bytes:
-    chunks = []
-    while n:
-        b = os.read(fd, n)
-        if not b:
-            raise EOFError
-        chunks.append(b)
-        n -= len(b)
-    return b"".join(chunks)
+    def read(self) -> bytes:
+        """The next frame; EOFError when the master closed the stream."""
+        while (frame := self.parser.next_frame()) is None:
+            chunk = os.read(self.fd, 1 << 20)
+            if not chunk:
+                raise EOFError
+            self.parser.feed(chunk)
+        return frame
 
 
-def read_frame(fd: int) -> bytes:
-    first = _read_exact(fd, 4)
-    header = first + _read_exact(fd, wire.header_size(first) - 4)
-    return header + _read_exact(fd, wire.frame_size(header) - len(header))
+def in_flight_marker(fd: int | None = None) -> nixffi.InFlightMarker | None:
+    """The marker of the in-flight word behind `fd`, else the one the environment names
+    (None when started without one), so that after a crash or a timeout the master knows
+    which attribute was in flight."""
+    if fd is None and os.environ.get(IN_FLIGHT_FD_ENV):
+        fd = int(os.environ[IN_FLIGHT_FD_ENV])
+    return nixffi.InFlightMarker(InFlightWord(fd).map) if fd is not None else None
 
 
 def write_all(fd: int, data: bytes) -> None:
@@ -67,12 +60,11 @@ def serve(in_fd: int, out_fd: int) -> int:
     Nix and the schema are ready before waiting for setup, so an idle worker in a pool is truly warm.
     A worker set up as a template loads the input, then forks workers (template.py) instead.
     """
-    import nixffi
-
     nixffi.init()
     wire.schema()  # ~50 ms of capnp import: spent while the master is still starting, not after setup
+    frames = FrameReader(in_fd)
     try:
-        setup = wire.decode_request(read_frame(in_fd))
+        setup = wire.decode_request(frames.read())
     except EOFError:
         return 0
     if isinstance(setup, wire.Shutdown):  # a warm worker closed before it was used
@@ -98,23 +90,22 @@ def serve(in_fd: int, out_fd: int) -> int:
     if setup.template:
         from .template import serve_template
 
-        return serve_template(in_fd, out_fd, setup.config, root, config)
+        return serve_template(frames, out_fd, setup.config, root, config)
     set_process_name(EVALUATOR_NAME)
     write_all(out_fd, ready())
-    return serve_batches(in_fd, out_fd, Evaluator(root, config), _Progress())
+    return serve_batches(frames, out_fd, Evaluator(root, config), in_flight_marker())
 
 
 def ready() -> bytes:
-    import nixffi
-
     return wire.encode_response(wire.Ready(wire.PROTOCOL_VERSION, nixffi.nix_version(), os.getpid()))
 
 
-def serve_batches(in_fd: int, out_fd: int, evaluator: Evaluator, progress: _Progress) -> int:
+def serve_batches(frames: FrameReader, out_fd: int, evaluator: Evaluator, marker: nixffi.InFlightMarker | None) -> int:
     """Evaluates each batch sent until shutdown or EOF; returns the exit code."""
+    mark: Callable[[int], None] = marker.mark if marker is not None else _no_marker
     while True:
         try:
-            msg = wire.decode_request(read_frame(in_fd))
+            msg = wire.decode_request(frames.read())
         except EOFError:
             return 0
         if isinstance(msg, wire.Shutdown):
@@ -122,9 +113,14 @@ def serve_batches(in_fd: int, out_fd: int, evaluator: Evaluator, progress: _Prog
         if not isinstance(msg, wire.Work):
             print(f"evix worker: unexpected {type(msg).__name__}", file=sys.stderr)
             return 2
-        progress.batch = msg.batch
-        outcome = evaluator.run(orjson.loads(msg.items), progress.mark)
+        if marker is not None:
+            marker.batch = msg.batch
+        outcome = evaluator.run(orjson.loads(msg.items), mark)
         events = b"\n".join(outcome.events) + b"\n" if outcome.events else b""
         write_all(out_fd, wire.encode_response(wire.Result(
             msg.batch, events, b"[" + b",".join(outcome.expansions) + b"]", outcome.done, outcome.derivations,
             outcome.errors, outcome.recycle, peak_rss_kib(), outcome.out_of_memory)))
+
+
+def _no_marker(item: int) -> None:
+    pass

@@ -33,7 +33,7 @@ from protocol.config import EvalConfig
 from protocol.environment import CONTROL_FD_ENV, EVALUATOR_NAME, TEMPLATE_NAME, die_with_parent, set_process_name
 
 from .evaluator import Evaluator
-from .serve import _Progress, read_frame, ready, serve_batches, write_all
+from .serve import FrameReader, in_flight_marker, ready, serve_batches, write_all
 
 
 def warm(root: nixffi.Value) -> None:
@@ -52,7 +52,7 @@ def warm(root: nixffi.Value) -> None:
             continue
 
 
-def serve_template(in_fd: int, out_fd: int, setup_config: bytes, root: nixffi.Value, config: EvalConfig) -> int:
+def serve_template(frames: FrameReader, out_fd: int, setup_config: bytes, root: nixffi.Value, config: EvalConfig) -> int:
     """Warms, answers Ready, then forks a worker per request until the master goes away."""
     control = socket.socket(fileno=int(os.environ[CONTROL_FD_ENV]))
     set_process_name(TEMPLATE_NAME)
@@ -64,6 +64,7 @@ def serve_template(in_fd: int, out_fd: int, setup_config: bytes, root: nixffi.Va
     signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd hears it
     selector = selectors.DefaultSelector()
     selector.register(control, selectors.EVENT_READ, "control")
+    in_fd = frames.fd
     selector.register(in_fd, selectors.EVENT_READ, "stdin")
     selector.register(reaped_r, selectors.EVENT_READ, "child")
     while True:
@@ -72,7 +73,7 @@ def serve_template(in_fd: int, out_fd: int, setup_config: bytes, root: nixffi.Va
                 os.read(reaped_r, 4096)
                 _report_exits(control)
             elif key.data == "stdin":
-                if _master_gone(in_fd):
+                if _master_gone(frames):
                     return 0
             else:
                 packet, fds, _, _ = socket.recv_fds(control, template.MAX_PACKET, template.FORK_FDS)
@@ -84,11 +85,11 @@ def serve_template(in_fd: int, out_fd: int, setup_config: bytes, root: nixffi.Va
                 control.send(template.encode_event(child))
 
 
-def _master_gone(in_fd: int) -> bool:
+def _master_gone(frames: FrameReader) -> bool:
     """The master writes nothing on the template's stdin after setup but Shutdown; EOF or
     Shutdown both end the template (its children die with it: die_with_parent)."""
     try:
-        msg = wire.decode_request(read_frame(in_fd))
+        msg = wire.decode_request(frames.read())
     except (EOFError, wire.ProtocolError):
         return True
     return isinstance(msg, wire.Shutdown)
@@ -146,13 +147,14 @@ def _child(fds: list[int], setup_config: bytes, root: nixffi.Value, config: Eval
         os.close(fd)
     die_with_parent(parent)
     set_process_name(EVALUATOR_NAME)
+    frames = FrameReader(template_in)
     try:
-        setup = wire.decode_request(read_frame(template_in))
+        setup = wire.decode_request(frames.read())
     except EOFError:
         return 0
     if not isinstance(setup, wire.Setup) or setup.config != setup_config:
         write_all(stdout, wire.encode_response(wire.Fatal("a forked worker must be set up with its template's config")))
         return 2
     write_all(stdout, ready())
-    return serve_batches(template_in, stdout, Evaluator(root, config), _Progress(word))
+    return serve_batches(frames, stdout, Evaluator(root, config), in_flight_marker(word))
 

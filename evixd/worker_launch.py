@@ -1,5 +1,5 @@
 """Starting a local worker process: the one place that knows its command, environment, stack
-and progress word.
+and in-flight word.
 
 Part of the engine, but it sits beside `evixd.engine`, not inside it: Python imports every
 parent package first, and this module must import neither trio nor the rest of the engine,
@@ -14,7 +14,8 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from protocol.environment import CONTROL_FD_ENV, MASTER_PID_ENV, PROGRESS_FD_ENV, WORKER_ENV, raise_stack_limit
+from protocol.environment import CONTROL_FD_ENV, IN_FLIGHT_FD_ENV, MASTER_PID_ENV, WORKER_ENV, raise_stack_limit
+from protocol.in_flight import InFlightWord
 
 __all__ = ["SpawnedWorker", "spawn"]
 
@@ -25,10 +26,11 @@ def default_command() -> list[str]:
 
 @dataclass
 class SpawnedWorker:
-    """A worker process that has started (it initialises Nix, then waits for setup)."""
+    """A worker process that has started (it initialises Nix, then waits for setup), and the
+    master's mapping of its in-flight word (closing that is the caller's job)."""
 
     process: subprocess.Popen[bytes]
-    progress_fd: int
+    in_flight: InFlightWord
     control: socket.socket
     """Our end of its control socket: used only if it is set up as a template."""
 
@@ -37,10 +39,9 @@ def spawn(command: list[str] | None = None) -> SpawnedWorker:
     """Starts a worker with pipes on stdin/stdout/stderr, in its own session (so Ctrl-C reaches
     only the master, which stops its workers), with its stack, in-flight word and control
     socket; it dies with this process however this one ends (MASTER_PID_ENV)."""
-    progress_fd = os.memfd_create("evix-progress")
-    os.ftruncate(progress_fd, 16)
+    in_flight = InFlightWord.create()
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    env = dict(os.environ, **{WORKER_ENV: "1", PROGRESS_FD_ENV: str(progress_fd), CONTROL_FD_ENV: str(theirs.fileno()),
+    env = dict(os.environ, **{WORKER_ENV: "1", IN_FLIGHT_FD_ENV: str(in_flight.fd), CONTROL_FD_ENV: str(theirs.fileno()),
                               MASTER_PID_ENV: str(os.getpid())})
     # Without it glibc hands heap back to the kernel and takes it again around every .drv
     # Nix writes: up to 2x slower evaluation (measured, bench/README.md).
@@ -52,10 +53,14 @@ def spawn(command: list[str] | None = None) -> SpawnedWorker:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=env,
-            pass_fds=(progress_fd, theirs.fileno()),
+            pass_fds=(in_flight.fd, theirs.fileno()),
             start_new_session=True,
             preexec_fn=raise_stack_limit,  # spares the worker re-executing itself for its stack
         )
+    except BaseException:
+        in_flight.close()
+        ours.close()
+        raise
     finally:
         theirs.close()
-    return SpawnedWorker(process, progress_fd, ours)
+    return SpawnedWorker(process, in_flight, ours)

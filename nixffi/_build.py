@@ -11,6 +11,7 @@ Run directly (`python nixffi/_build.py`) to build in place, or through setuptool
 
 from __future__ import annotations
 
+import importlib.util
 import re
 import shlex
 import subprocess
@@ -120,6 +121,8 @@ int evix_classify_child(nix_c_context * c, EvalState * st, const nix_value * par
                         int force_recurse, nix_value ** out);
 int evix_derivation_json(nix_c_context * c, EvalState * st, const nix_value * v, evix_buf * b);
 int evix_attr_names_json(nix_c_context * c, EvalState * st, const nix_value * v, evix_buf * b);
+#define EVIX_IN_FLIGHT_SIZE ...
+void evix_mark_in_flight(char * word, uint64_t batch, uint64_t item);
 """
 HELPERS_SOURCE = r"""
 #include <stdlib.h>
@@ -151,7 +154,27 @@ extern void GC_set_max_heap_size(size_t n);
 extern size_t GC_get_heap_size(void);
 static void evix_gc_set_max_heap_size(size_t bytes) { GC_set_max_heap_size(bytes); }
 static size_t evix_gc_heap_size(void) { return GC_get_heap_size(); }
+/* The in-flight word (protocol/in_flight.py, whose constants are defined above it): marks
+   item `item` of batch `batch` as started. Byte by byte, so little-endian on any host. */
+static void evix_put_le64(unsigned char * p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (unsigned char) (v >> (8 * i));
+}
+static void evix_mark_in_flight(char * word, uint64_t batch, uint64_t item) {
+    evix_put_le64((unsigned char *) word + EVIX_IN_FLIGHT_BATCH_OFFSET, batch);
+    evix_put_le64((unsigned char *) word + EVIX_IN_FLIGHT_ITEM_OFFSET, item + EVIX_IN_FLIGHT_ITEM_BIAS);
+}
 """
+
+
+def in_flight_defines() -> str:
+    """The in-flight word's layout as #defines, from its one definition in protocol/in_flight.py
+    (loaded by path: it is standard library only, and the build runs without the repo on sys.path)."""
+    path = Path(__file__).resolve().parent.parent / "protocol" / "in_flight.py"
+    spec = importlib.util.spec_from_file_location("_evix_in_flight_layout", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return "".join(f"#define {name} {value}\n" for name, value in module.c_defines().items())
 
 
 def _pkg_config(*args: str) -> list[str]:
@@ -199,8 +222,9 @@ def make_ffibuilder() -> FFI:
     builder.cdef(TYPES + declared_functions(_header_text(include_dirs)) + HELPERS_CDEF)
     builder.set_source(
         "nixffi._nixlib",
-        "#include <stdbool.h>\n"
+        "#include <stdbool.h>\n#include <stdint.h>\n"
         + "".join(f"#include <{h}>\n" for h in HEADERS)
+        + in_flight_defines()
         + HELPERS_SOURCE
         + Path(__file__).with_name("_traverse.c").read_text(),
         extra_compile_args=[f for f in cflags if not f.startswith("-I")] + ["-O2", "-Wno-deprecated-declarations"],

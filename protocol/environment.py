@@ -10,8 +10,8 @@ WORKER_ENV = "EVIX_WORKER"
 """Set in a worker's environment. An embedder whose binary re-executes itself to host
 workers checks it at start-up and calls `run_worker()` when it is set."""
 
-PROGRESS_FD_ENV = "EVIX_PROGRESS_FD"
-"""The fd of a 16-byte shared memory where the worker marks (batch, item + 1) before each item."""
+IN_FLIGHT_FD_ENV = "EVIX_IN_FLIGHT_FD"
+"""The fd of the worker's in-flight word (protocol.in_flight), where it marks each item it starts."""
 
 
 STACK_BYTES = 64 << 20

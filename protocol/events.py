@@ -7,13 +7,21 @@
 
 `attr` joins the path with "." and quotes, as a Nix string, every element that is not a
 plain Nix identifier, so that it can always be split back into `attrPath`.
+
+Every line is written by the encoders below and read through `event_kind`. The worker's hot
+path hands the encoders JSON it already has (the C helper's derivation fields and attribute
+names), so an event is a few byte concatenations, never a decode and re-encode.
 """
 
 from __future__ import annotations
 
+import enum
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 _IDENT = re.compile(r"[A-Za-z_][A-Za-z0-9_'-]*\Z")
 _KEYWORDS = frozenset({"if", "then", "else", "assert", "with", "let", "in", "rec", "inherit", "or"})
@@ -66,6 +74,49 @@ def parse_attr(attr: str) -> list[str]:
         i += 1
 
 
+# ---- encoding (bytes, without the newline) -------------------------------------------
+def _head(attr: str, attr_path: Sequence[str]) -> bytes:
+    return b'{"attr":' + orjson.dumps(attr) + b',"attrPath":' + orjson.dumps(attr_path)
+
+
+def error_event(attr: str, attr_path: Sequence[str], message: str, fatal: bool = False) -> bytes:
+    """An attribute that failed: Nix's message, or why its worker died."""
+    tail = b',"fatal":true}' if fatal else b',"fatal":false}'
+    return _head(attr, attr_path) + b',"error":' + orjson.dumps(message) + tail
+
+
+def attrset_event(attr: str, attr_path: Sequence[str], attrs_json: bytes) -> bytes:
+    """An attribute set that is traversed; `attrs_json`: its child names as a JSON array."""
+    return _head(attr, attr_path) + b',"attrs":' + attrs_json + b"}"
+
+
+def derivation_event(
+    attr: str,
+    attr_path: Sequence[str],
+    fields_json: bytes,
+    meta_json: bytes | None = None,
+    input_drvs_json: bytes | None = None,
+    constituents_json: bytes | None = None,
+) -> bytes:
+    """A derivation. `fields_json` holds the members `"name":…,"system":…,"drvPath":…,"outputs":{…}`
+    (as nixffi's C helper writes them); each extra is the JSON of that member's value, or None."""
+    parts = [_head(attr, attr_path), b",", fields_json]
+    if meta_json is not None:
+        parts += [b',"meta":', meta_json]
+    if input_drvs_json is not None:
+        parts += [b',"inputDrvs":', input_drvs_json]
+    if constituents_json is not None:
+        parts += [b',"constituents":', constituents_json]
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+def fields_drv_path(fields_json: bytes) -> str:
+    """The drvPath held by derivation fields (see `derivation_event`)."""
+    return orjson.loads(b"{" + fields_json + b"}")["drvPath"]
+
+
+# ---- decoding -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Derivation:
     attr: str
@@ -97,16 +148,32 @@ class Error:
 Event = Derivation | Attrset | Error
 
 
+class EventKind(enum.Enum):
+    DERIVATION = "derivation"
+    ATTRSET = "attrset"
+    ERROR = "error"
+
+
+def event_kind(d: dict[str, Any]) -> EventKind:
+    """The kind of one decoded event line (the one place that knows which member tells it)."""
+    if "drvPath" in d:
+        return EventKind.DERIVATION
+    if "error" in d:
+        return EventKind.ERROR
+    if "attrs" in d:
+        return EventKind.ATTRSET
+    raise ValueError(f"not an evix event: {sorted(d)}")
+
+
 def event_from_json(d: dict[str, Any]) -> Event:
     """The typed event of one decoded JSON line."""
+    kind = event_kind(d)
     path = tuple(d.get("attrPath", ()))
-    if "drvPath" in d:
+    if kind is EventKind.DERIVATION:
         return Derivation(
             d["attr"], path, d["name"], d["system"], d["drvPath"], d["outputs"],
             d.get("meta"), d.get("inputDrvs"), d.get("constituents"),
         )
-    if "error" in d:
+    if kind is EventKind.ERROR:
         return Error(d["attr"], path, d["error"], bool(d.get("fatal", False)))
-    if "attrs" in d:
-        return Attrset(d["attr"], path, list(d["attrs"]))
-    raise ValueError(f"not an evix event: {sorted(d)}")
+    return Attrset(d["attr"], path, list(d["attrs"]))

@@ -2,7 +2,7 @@
 
 Cap'n Proto readers never leave this module: callers get frozen dataclasses. Frames are
 the standard stream framing, whose length is known from the segment table, so a reader
-needs no extra length prefix.
+needs no extra length prefix; `FrameParser` is the one reader of that framing.
 """
 
 from __future__ import annotations
@@ -52,6 +52,38 @@ def frame_size(header: bytes) -> int:
     if total > MAX_FRAME_BYTES:
         raise ProtocolError(f"frame of {total} bytes exceeds the limit of {MAX_FRAME_BYTES}")
     return total
+
+
+class FrameParser:
+    """Cuts a byte stream into frames: `feed` what arrived, then take `next_frame` until None.
+
+    The one frame reader of the protocol; the worker's blocking loop and the master's trio
+    stream each only supply the bytes. ProtocolError as soon as a frame's header is implausible.
+    """
+
+    def __init__(self) -> None:
+        self._buf = bytearray()
+        self._size = 0  # length of the frame at the head of _buf, once its header is in (else 0)
+
+    def feed(self, data: bytes) -> None:
+        self._buf += data
+
+    def next_frame(self) -> bytes | None:
+        """The next complete frame, or None until more bytes are fed."""
+        buf = self._buf
+        if not self._size:
+            if len(buf) < 4:
+                return None
+            hsize = header_size(bytes(buf[:4]))
+            if len(buf) < hsize:
+                return None
+            self._size = frame_size(bytes(buf[:hsize]))
+        if len(buf) < self._size:
+            return None
+        frame = bytes(buf[: self._size])
+        del buf[: self._size]
+        self._size = 0
+        return frame
 
 
 # ---- messages -------------------------------------------------------------------------

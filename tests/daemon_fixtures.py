@@ -20,6 +20,7 @@ import pytest
 
 from evix_client.daemon_client import DaemonClient
 from protocol import rpc
+from protocol.events import EventKind, event_kind
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -251,7 +252,7 @@ def derivation_lines(lines: list[bytes]) -> dict[str, bytes]:
     out = {}
     for line in lines:
         d = orjson.loads(line)
-        if "drvPath" in d:
+        if event_kind(d) is EventKind.DERIVATION:
             out[d["attr"]] = line
     return out
 

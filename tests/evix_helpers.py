@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from protocol.events import EventKind, event_kind
+
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 
@@ -40,10 +42,10 @@ class Run:
         return {e["attr"]: e for e in self.events}
 
     def derivations(self) -> dict[str, dict[str, Any]]:
-        return {e["attr"]: e for e in self.events if "drvPath" in e}
+        return {e["attr"]: e for e in self.events if event_kind(e) is EventKind.DERIVATION}
 
     def errors(self) -> dict[str, dict[str, Any]]:
-        return {e["attr"]: e for e in self.events if "error" in e}
+        return {e["attr"]: e for e in self.events if event_kind(e) is EventKind.ERROR}
 
     def canonical(self) -> list[str]:
         """The events as a sorted list of JSON strings: equal for equal event sets."""

@@ -15,10 +15,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-import orjson
 import trio
 
-from protocol import rpc
+from protocol import rpc, rpc_results
 from protocol.config import EvalConfig
 
 from evixd.engine.errors import InputError, SessionError
@@ -43,7 +42,7 @@ class CallContext:
 class DaemonControl(Protocol):
     """The server-wide facts and actions the methods need (implemented by the server)."""
 
-    def status(self) -> dict[str, Any]: ...
+    def status(self) -> rpc_results.Status: ...
 
     def request_shutdown(self) -> None: ...
 
@@ -87,7 +86,7 @@ class Handlers:
                     error = _eval_failed(config, e)
         if error is not None:
             raise error
-        return dict(summary.to_json(), session=entry.key, input=config.describe())
+        return rpc_results.eval_result(summary, entry.key, config.describe())
 
     async def query(self, p: rpc.QueryParams, ctx: CallContext) -> rpc.RawResult:
         """The matching derivations, built from the stored lines (never re-encoded)."""
@@ -99,9 +98,7 @@ class Handlers:
         selected = index.select(p.filter)
         body = index.ndjson_json(selected) if p.format == "ndjson" else index.objects_json(selected)
         ms = (time.perf_counter() - started) * 1000
-        head = orjson.dumps({"session": entry.key, "count": len(selected), "serverMs": round(ms, 3)})
-        member = b',"ndjson":' if p.format == "ndjson" else b',"derivations":'
-        return rpc.RawResult(head[:-1] + member + body + b"}")
+        return rpc_results.query_result(entry.key, len(selected), ms, p.format, body)
 
     async def diff(self, p: rpc.DiffParams, ctx: CallContext) -> dict[str, Any]:
         """Re-evaluates (files as they are now) and compares with the warm graph, which it replaces."""
@@ -113,12 +110,12 @@ class Handlers:
             raise _eval_failed(config, e) from None
         except SessionError as e:
             raise rpc.NoSessionError(f"{e}: run `evix eval` with the same input options first") from None
-        return dict(diff.to_json(), summary=summary.to_json(), session=entry.key)
+        return rpc_results.diff_result(diff, summary, entry.key)
 
     # ---- sessions ---------------------------------------------------------------------
     async def sessions(self, p: rpc.NoParams, ctx: CallContext) -> list[dict[str, Any]]:
         entries = sorted(self.registry.entries.values(), key=lambda e: -e.last_used)
-        return [e.to_json() for e in entries]
+        return [e.info().to_json() for e in entries]
 
     async def drop(self, p: rpc.DropParams, ctx: CallContext) -> dict[str, Any]:
         entry = self.registry.find(p.key)
@@ -128,14 +125,14 @@ class Handlers:
             self.registry.drop(entry)
         except SessionError as e:
             raise rpc.SessionBusyError(str(e), {"key": entry.key}) from None
-        return {"dropped": entry.key}
+        return rpc_results.dropped_result(entry.key)
 
     async def status(self, p: rpc.NoParams, ctx: CallContext) -> dict[str, Any]:
-        return self.control.status()
+        return self.control.status().to_json()
 
     async def shutdown(self, p: rpc.NoParams, ctx: CallContext) -> dict[str, Any]:
         self.control.request_shutdown()
-        return {"stopping": True}
+        return rpc_results.stopping_result()
 
     # ---- helpers ----------------------------------------------------------------------
     def _config(self, config: EvalConfig) -> EvalConfig:

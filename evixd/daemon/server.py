@@ -17,12 +17,11 @@ import signal
 import time
 from collections.abc import AsyncIterator
 from importlib import metadata
-from typing import Any
 
 import psutil
 import trio
 
-from protocol import rpc
+from protocol import rpc, rpc_results
 
 from .connection import Connection, refuse
 from .handlers import Handlers
@@ -56,7 +55,7 @@ class Daemon:
             log.info("shutting down")
         self.stop_requested.set()
 
-    def status(self) -> dict[str, Any]:
+    def status(self) -> rpc_results.Status:
         children = self._process.children(recursive=True)
         workers_rss = 0
         for child in children:
@@ -65,24 +64,19 @@ class Daemon:
             except psutil.Error:
                 pass
         s = self.settings
-        return {
-            "version": _version(),
-            "protocolVersion": rpc.PROTOCOL_VERSION,
-            "pid": os.getpid(),
-            "socket": self.listening.path,
-            "socketActivated": not self.listening.owned,
-            "uptimeSeconds": round(time.monotonic() - self.started_at, 3),
-            "connections": len(self.connections),
-            "sessions": len(self.registry.entries),
-            "sessionMemoryBytes": self.registry.memory_bytes(),
-            "workers": dict(self.registry.worker_stats(), processes=len(children)),
-            "memory": {"daemonRss": self._process.memory_info().rss, "workersRss": workers_rss},
-            "limits": {
-                "maxConnections": s.max_connections, "maxRequestBytes": s.max_request_bytes,
-                "maxSessions": s.max_sessions, "maxSessionMemory": s.max_session_memory,
-                "warmSeconds": s.warm_seconds, "maxWorkers": s.max_workers, "maxWarmWorkers": s.max_warm_workers,
-            },
-        }
+        warm, spawned = self.registry.worker_stats()
+        return rpc_results.Status(
+            version=_version(), pid=os.getpid(), socket=self.listening.path,
+            socket_activated=not self.listening.owned, uptime_seconds=time.monotonic() - self.started_at,
+            connections=len(self.connections), sessions=len(self.registry.entries),
+            session_memory_bytes=self.registry.memory_bytes(), warm_workers=warm, spawned_workers=spawned,
+            worker_processes=len(children), daemon_rss=self._process.memory_info().rss, workers_rss=workers_rss,
+            limits=rpc_results.Limits(
+                max_connections=s.max_connections, max_request_bytes=s.max_request_bytes,
+                max_sessions=s.max_sessions, max_session_memory=s.max_session_memory,
+                warm_seconds=s.warm_seconds, max_workers=s.max_workers, max_warm_workers=s.max_warm_workers,
+            ),
+        )
 
     # ---- serving ----------------------------------------------------------------------
     async def accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:

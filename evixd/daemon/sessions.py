@@ -22,6 +22,7 @@ from typing import TypeVar
 
 import trio
 
+from protocol import rpc_results
 from protocol.config import EvalConfig
 
 from evixd.engine.errors import SessionError
@@ -73,23 +74,17 @@ class SessionEntry:
     def touch(self) -> None:
         self.last_used = time.monotonic()
 
-    def to_json(self) -> dict[str, object]:
+    def info(self) -> rpc_results.SessionInfo:
         """What `sessions` reports about this session."""
-        cfg = self.session.config
-        return {
-            "key": self.key,
-            "input": cfg.describe(),
-            "config": {k: v for k, v in cfg.to_json().items() if k != "workerCommand"},
-            "derivations": len(self.index) if self.index is not None else None,
-            "errors": self.index.errors if self.index is not None else None,
-            "memoryBytes": self.memory_bytes,
-            "busy": self.busy,
-            "evaluations": self.evaluations,
-            "evaluatedAt": self.evaluated_at,
-            "idleSeconds": round(time.monotonic() - self.last_used, 3),
-            "warmWorkers": self.pool.idle,
-            "lastSummary": self.summary.to_json() if self.summary is not None else None,
-        }
+        index = self.index
+        return rpc_results.SessionInfo(
+            key=self.key, config=self.session.config,
+            derivations=len(index) if index is not None else None,
+            errors=index.errors if index is not None else None,
+            memory_bytes=self.memory_bytes, busy=self.busy, evaluations=self.evaluations,
+            evaluated_at=self.evaluated_at, idle_seconds=time.monotonic() - self.last_used,
+            warm_workers=self.pool.idle, last_summary=self.summary,
+        )
 
 
 class SessionRegistry:
@@ -259,9 +254,10 @@ class SessionRegistry:
             entry.pool_scope.cancel()  # WorkerPool.serve closes its idle workers on the way out
 
     # ---- numbers for `status` ---------------------------------------------------------
-    def worker_stats(self) -> dict[str, int]:
+    def worker_stats(self) -> tuple[int, int]:
+        """Idle (warm) worker processes now, and workers started so far, over all sessions."""
         pools = [e.pool for e in self.entries.values()]
-        return {"warm": sum(p.idle for p in pools), "spawned": sum(p.started for p in pools)}
+        return sum(p.idle for p in pools), sum(p.started for p in pools)
 
 
 def _settle_heap() -> None:

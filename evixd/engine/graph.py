@@ -8,8 +8,9 @@ from typing import Any
 
 import orjson
 
-from protocol.events import Derivation, event_from_json
+from protocol.events import Derivation, EventKind, event_from_json, event_kind
 from protocol.query import Filter
+from protocol.rpc_results import Diff, DiffEntry, DiffError
 
 
 @dataclass(slots=True)
@@ -38,11 +39,12 @@ class Graph:
                 continue
             d = orjson.loads(line)
             decoded.append(d)
-            if "drvPath" in d:
+            kind = event_kind(d)
+            if kind is EventKind.DERIVATION:
                 self.derivations[d["attr"]] = DrvRecord(
                     d["attr"], tuple(d["attrPath"]), d["name"], d["system"], d["drvPath"], line
                 )
-            elif "error" in d:
+            elif kind is EventKind.ERROR:
                 self.errors[d["attr"]] = d["error"]
         self._sorted = None
         return decoded
@@ -64,31 +66,18 @@ class Graph:
         return [event_from_json(orjson.loads(r.line)) for r in self.select(flt)]  # type: ignore[misc]
 
 
-@dataclass(frozen=True)
-class Diff:
-    """How a new evaluation differs from the warm graph."""
-
-    added: list[dict[str, Any]]
-    removed: list[dict[str, Any]]
-    changed: list[dict[str, Any]]
-    errors: list[dict[str, Any]]
-
-    def to_json(self) -> dict[str, Any]:
-        return {"added": self.added, "removed": self.removed, "changed": self.changed, "errors": self.errors}
-
-
 def diff_graphs(old: Graph, new: Graph) -> Diff:
     """added/removed: derivations by attr; changed: same attr, new drvPath; errors: the new run's errors."""
 
-    def brief(r: DrvRecord) -> dict[str, Any]:
-        return {"attr": r.attr, "attrPath": list(r.attr_path), "name": r.name, "system": r.system, "drvPath": r.drv_path}
+    def entry(r: DrvRecord, old_drv_path: str | None = None) -> DiffEntry:
+        return DiffEntry(r.attr, r.attr_path, r.name, r.system, r.drv_path, old_drv_path)
 
-    added = [brief(r) for a, r in sorted(new.derivations.items()) if a not in old.derivations]
-    removed = [brief(r) for a, r in sorted(old.derivations.items()) if a not in new.derivations]
+    added = [entry(r) for a, r in sorted(new.derivations.items()) if a not in old.derivations]
+    removed = [entry(r) for a, r in sorted(old.derivations.items()) if a not in new.derivations]
     changed = [
-        dict(brief(r), oldDrvPath=old.derivations[a].drv_path)
+        entry(r, old.derivations[a].drv_path)
         for a, r in sorted(new.derivations.items())
         if a in old.derivations and old.derivations[a].drv_path != r.drv_path
     ]
-    errors = [{"attr": a, "error": e} for a, e in sorted(new.errors.items())]
+    errors = [DiffError(a, e) for a, e in sorted(new.errors.items())]
     return Diff(added, removed, changed, errors)

@@ -14,12 +14,10 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
-import mmap
 import os
 import signal
 import socket
 import subprocess
-import struct
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, Protocol
@@ -31,6 +29,7 @@ import trio
 from evixd.worker_launch import SpawnedWorker, spawn
 from protocol import wire
 from protocol.config import EvalConfig
+from protocol.in_flight import InFlightWord
 
 from .errors import WorkerStartError
 from .oom import oom_kills
@@ -52,25 +51,18 @@ def _take_fd(pipe: Any) -> int:
 
 
 class _FrameReader:
+    """The worker's frames from its stdout (the parsing is protocol.wire's)."""
+
     def __init__(self, stream: trio.abc.ReceiveStream) -> None:
         self.stream = stream
-        self.buf = bytearray()
+        self.parser = wire.FrameParser()
 
-    async def _fill(self, n: int) -> None:
-        while len(self.buf) < n:
+    async def read(self) -> bytes:
+        while (frame := self.parser.next_frame()) is None:
             chunk = await self.stream.receive_some(1 << 20)
             if not chunk:
                 raise EOFError
-            self.buf += chunk
-
-    async def read(self) -> bytes:
-        await self._fill(4)
-        hsize = wire.header_size(bytes(self.buf[:4]))
-        await self._fill(hsize)
-        total = wire.frame_size(bytes(self.buf[:hsize]))
-        await self._fill(total)
-        frame = bytes(self.buf[:total])
-        del self.buf[:total]
+            self.parser.feed(chunk)
         return frame
 
 
@@ -114,7 +106,7 @@ class SpawnedProcess:
 class LocalWorker(Worker):
     """A started worker process: `setup`, then batches, then `aclose` (or `async with`)."""
 
-    def __init__(self, process: ProcessHandle, stdin: int, stdout: int, stderr: int, in_flight_fd: int,
+    def __init__(self, process: ProcessHandle, stdin: int, stdout: int, stderr: int, in_flight: InFlightWord,
                  nursery: trio.Nursery) -> None:
         """Takes over the fds of the process's pipes and in-flight word; its stderr is
         forwarded to our log by a task in `nursery`."""
@@ -123,8 +115,7 @@ class LocalWorker(Worker):
         self._stdin = trio.lowlevel.FdStream(stdin)
         self._stdout = trio.lowlevel.FdStream(stdout)
         self._stderr = trio.lowlevel.FdStream(stderr)
-        self._in_flight_fd = in_flight_fd
-        self._in_flight: mmap.mmap | None = mmap.mmap(in_flight_fd, 16)
+        self._in_flight: InFlightWord | None = in_flight
         self._reader = _FrameReader(self._stdout)
         self._ps = psutil.Process(self.pid)
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
@@ -142,7 +133,7 @@ class LocalWorker(Worker):
         """The worker of a process started by worker_launch.spawn."""
         popen = spawned.process
         fds = [_take_fd(pipe) for pipe in (popen.stdin, popen.stdout, popen.stderr)]
-        worker = cls(SpawnedProcess(popen), *fds, spawned.progress_fd, nursery)
+        worker = cls(SpawnedProcess(popen), *fds, spawned.in_flight, nursery)
         worker.control = spawned.control
         return worker
 
@@ -208,10 +199,7 @@ class LocalWorker(Worker):
         return reply
 
     def in_flight(self, batch: int) -> int | None:
-        if self._in_flight is None:
-            return None
-        seen_batch, index_plus_one = struct.unpack_from("<QQ", self._in_flight, 0)
-        return index_plus_one - 1 if seen_batch == batch and index_plus_one else None
+        return self._in_flight.item_of(batch) if self._in_flight is not None else None
 
     async def _died(self, malformed: str | None) -> NoReturn:
         """Raises WorkerDied saying why; a worker that sent garbage is killed first."""
@@ -231,7 +219,7 @@ class LocalWorker(Worker):
         assert self._in_flight is not None
         max_memory_mb, timeout = self.config.max_memory_mb, self.config.item_timeout
         limit = max_memory_mb << 20
-        last, since = bytes(self._in_flight[:16]), time.monotonic()
+        last, since = self._in_flight.snapshot(), time.monotonic()
         while True:
             await trio.sleep(WATCHDOG_PERIOD)
             try:
@@ -243,7 +231,7 @@ class LocalWorker(Worker):
                            f"(RSS {rss >> 20} MiB) while evaluating this attribute", memory=True)
                 return
             if timeout is not None:
-                now_at = bytes(self._in_flight[:16])
+                now_at = self._in_flight.snapshot()
                 if now_at != last:
                     last, since = now_at, time.monotonic()
                 elif time.monotonic() - since > timeout:
@@ -317,7 +305,6 @@ class LocalWorker(Worker):
                     await stream.aclose()
         if self._in_flight is not None:
             self._in_flight.close()
-            os.close(self._in_flight_fd)
             self._in_flight = None
         if self.control is not None:
             self.control.close()

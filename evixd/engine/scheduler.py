@@ -28,7 +28,8 @@ import trio
 from evixd.worker_launch import SpawnedWorker
 from protocol import wire
 from protocol.config import EvalConfig
-from protocol.events import format_attr
+from protocol.events import error_event, format_attr
+from protocol.rpc_results import summary_json
 
 from .errors import InputError, WorkerStartError
 from .local_worker import SpawnedWorkers
@@ -60,11 +61,7 @@ class Summary:
     batches: int = 0
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "derivations": self.derivations, "errors": self.errors, "seconds": round(self.seconds, 3),
-            "workersStarted": self.workers_started, "workerDeaths": self.worker_deaths,
-            "recycled": self.recycled, "batches": self.batches,
-        }
+        return summary_json(self)
 
 
 EventSink = Callable[[bytes], None]
@@ -256,7 +253,7 @@ class Scheduler:
             return
         log.warning("%s: %s", format_attr(full), reason)
         self.summary.errors += 1
-        self.sink(orjson.dumps({"attr": format_attr(full), "attrPath": full, "error": reason, "fatal": False}) + b"\n")
+        self.sink(error_event(format_attr(full), full, reason) + b"\n")
 
     # ---- progress -----------------------------------------------------------------------
     async def _report_progress(self, started: float) -> None:

@@ -24,6 +24,7 @@ import trio
 
 from protocol import template
 from protocol.config import EvalConfig
+from protocol.in_flight import InFlightWord
 
 from .errors import WorkerStartError
 from .local_worker import LocalWorker, SpawnedWorkers
@@ -95,25 +96,22 @@ class Template:
             if not self.alive:
                 raise WorkerStartError("the template process has ended", fatal=False)
             ours, theirs = _pipes()
-            word = os.memfd_create("evix-in-flight", os.MFD_CLOEXEC)
-            os.ftruncate(word, 16)
+            word = InFlightWord.create()
             try:
                 await self.control.sendmsg(
-                    [template.FORK], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [*theirs, word]))]
+                    [template.FORK], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", [*theirs, word.fd]))]
                 )
                 reply: template.TemplateEvent | None = await self._replies.receive()
             except (trio.EndOfChannel, trio.BrokenResourceError, OSError):
                 reply = None
             except BaseException:
-                for fd in (*ours, word):
-                    os.close(fd)
+                _close(ours, word)
                 raise
             finally:
                 for fd in theirs:
                     os.close(fd)
             if not isinstance(reply, template.Forked):
-                for fd in (*ours, word):
-                    os.close(fd)
+                _close(ours, word)
                 message = reply.message if isinstance(reply, template.ForkFailed) else "the template process has ended"
                 raise WorkerStartError(message, fatal=False)
             child = self.children[reply.pid] = ForkedProcess(reply.pid)
@@ -122,6 +120,12 @@ class Template:
     async def aclose(self) -> None:
         await self.process.aclose()  # its children get SIGKILL from the kernel (die_with_parent)
         self.control.close()
+
+
+def _close(fds: tuple[int, ...], word: InFlightWord) -> None:
+    for fd in fds:
+        os.close(fd)
+    word.close()
 
 
 def _pipes() -> tuple[tuple[int, int, int], tuple[int, int, int]]:
