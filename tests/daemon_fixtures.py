@@ -8,9 +8,7 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,35 +16,17 @@ from typing import Any
 import orjson
 import pytest
 
-from evix_client.daemon_client import DaemonClient
+from evix_client.daemon_client import DaemonClient, DaemonError
+from evix_helpers import command, evix_env, wait_until
 from protocol import rpc
 from protocol.events import EventKind, event_kind
 
-ROOT = Path(__file__).resolve().parents[1]
-BIN = Path(sys.executable).parent
 START_TIMEOUT = 30.0
-
-
-def command(name: str) -> list[str]:
-    """The console script `name` of this venv (so tests run what users run)."""
-    script = BIN / name
-    if script.exists():
-        return [str(script)]
-    module = {"evix": "evix_client.main", "evixd": "evixd.daemon.main"}[name]
-    return [sys.executable, "-c", f"from {module} import entry; entry()"]
 
 
 def short_dir() -> Path:
     """A fresh directory with a short path: AF_UNIX paths are limited to 108 bytes."""
     return Path(tempfile.mkdtemp(prefix="evx-", dir="/tmp"))
-
-
-def env(**extra: str) -> dict[str, str]:
-    e = dict(os.environ)
-    e.pop("EVIX_SOCKET", None)
-    e.pop("EVIX_LOG", None)
-    e.update(extra)
-    return e
 
 
 class Daemon:
@@ -110,30 +90,34 @@ def start_daemon(socket_path: Path, *args: str, cmd: list[str] | None = None, wa
     with open(log_path, "ab") as log:
         proc = subprocess.Popen(
             [*(cmd or command("evixd")), "--foreground", "--socket", str(socket_path), "-v", *args],
-            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env(**(extra_env or {})), pass_fds=pass_fds,
+            stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=evix_env(extra=extra_env), pass_fds=pass_fds,
         )
     daemon = Daemon(proc, socket_path, log_path)
     if reap:
         _started.append(daemon)
     if wait:
-        wait_until_serving(daemon)
+        wait_until_serving(proc, socket_path, log_path)
     return daemon
 
 
-def wait_until_serving(daemon: Daemon, path: Path | None = None) -> None:
-    deadline = time.monotonic() + START_TIMEOUT
-    target = str(path or daemon.socket)
-    while time.monotonic() < deadline:
-        if daemon.proc.poll() is not None:
-            raise AssertionError(f"evixd exited with {daemon.proc.returncode}:\n{daemon.log}")
+def wait_until_serving(proc: subprocess.Popen[bytes], path: Path | str, log_path: Path) -> None:
+    """Waits until the daemon `proc` answers `status` on `path` (failing, with its log, if it
+    exits first or takes longer than START_TIMEOUT)."""
+
+    def answers() -> bool:
+        assert proc.poll() is None, f"evixd exited with {proc.returncode}:\n{log_path.read_text(errors='replace')}"
         try:
-            with DaemonClient.connect(target, timeout=1) as c:
+            with DaemonClient.connect(str(path), timeout=1) as c:
                 c.call("status")
-                return
-        except Exception:
-            time.sleep(0.05)
-    daemon.proc.kill()
-    raise AssertionError(f"evixd did not start serving within {START_TIMEOUT} s:\n{daemon.log}")
+                return True
+        except (DaemonError, OSError, rpc.RpcError):  # not listening yet, or not answering yet
+            return False
+
+    try:
+        wait_until(answers, f"evixd to serve on {path}", timeout=START_TIMEOUT)
+    except AssertionError:
+        proc.kill()
+        raise
 
 
 def daemon_fixture(*args: str) -> Iterator[Daemon]:
@@ -255,10 +239,3 @@ def derivation_lines(lines: list[bytes]) -> dict[str, bytes]:
         if event_kind(d) is EventKind.DERIVATION:
             out[d["attr"]] = line
     return out
-
-
-def run_evix(*args: str, socket_path: Path | str | None = None, cwd: Path | None = None,
-             timeout: float = 120) -> subprocess.CompletedProcess[bytes]:
-    """Runs the `evix` command as a user would."""
-    extra = {"EVIX_SOCKET": str(socket_path)} if socket_path is not None else {}
-    return subprocess.run([*command("evix"), *args], capture_output=True, env=env(**extra), cwd=cwd, timeout=timeout)

@@ -1,21 +1,26 @@
-"""Helpers for the engine's acceptance tests: run the real `evix` CLI, ask the same Nix for
-the truth (`nix-instantiate`), and compare."""
+"""Helpers for the whole suite: run the real `evix` CLI (`run_evix`, the one way tests run it,
+and `start_evix` for a process to watch), wait for a condition (`wait_until`, the one
+poller), and ask the same Nix for the truth (`nix-instantiate`) to compare."""
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from protocol.events import EventKind, event_kind
 
 REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
+T = TypeVar("T")
 
 
 def nix_bin(name: str) -> str:
@@ -32,11 +37,38 @@ def nix_bin(name: str) -> str:
     raise RuntimeError(f"{name} not found: run scripts/dev setup (or put Nix >= 2.26 on PATH)")
 
 
+def command(name: str) -> list[str]:
+    """The console script `name` (`evix`, `evixd`) of this venv, so tests run what users run."""
+    script = Path(sys.executable).parent / name
+    if script.exists():
+        return [str(script)]
+    module = {"evix": "evix_client.main", "evixd": "evixd.daemon.main"}[name]
+    return [sys.executable, "-c", f"from {module} import entry; entry()"]
+
+
+def evix_env(socket_path: str | Path | None = None, extra: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment a test runs evix in: this one without the user's EVIX_SOCKET and
+    EVIX_LOG (a test names its daemon with `socket_path`), plus `extra`."""
+    env = {k: v for k, v in os.environ.items() if k not in ("EVIX_SOCKET", "EVIX_LOG")}
+    env.setdefault("PYTHONPATH", str(REPO))
+    if socket_path is not None:
+        env["EVIX_SOCKET"] = str(socket_path)
+    env.update(extra or {})
+    return env
+
+
 @dataclass
 class Run:
+    """A finished `evix` command: exit code, stdout as printed (bytes), stderr as text."""
+
     code: int
-    events: list[dict[str, Any]]
+    stdout: bytes
     stderr: str
+
+    @functools.cached_property
+    def events(self) -> list[dict[str, Any]]:
+        """stdout parsed as NDJSON (what `evix eval` prints)."""
+        return [json.loads(line) for line in self.stdout.splitlines() if line.strip()]
 
     def by_attr(self) -> dict[str, dict[str, Any]]:
         return {e["attr"]: e for e in self.events}
@@ -52,18 +84,38 @@ class Run:
         return sorted(json.dumps(e, sort_keys=True) for e in self.events)
 
 
-def evix_command(*args: str) -> list[str]:
-    return [sys.executable, "-m", "evix_client", *args]
+def start_evix(*args: str, cwd: str | Path | None = None, env: dict[str, str] | None = None,
+               socket_path: str | Path | None = None, **popen: Any) -> subprocess.Popen[bytes]:
+    """Starts `evix ARGS` (stdout and stderr piped unless `popen` says otherwise)."""
+    popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
+    return subprocess.Popen([*command("evix"), *args], cwd=cwd, env=evix_env(socket_path, env), **popen)
 
 
-def run_evix(*args: str, cwd: str | Path | None = None, env: dict[str, str] | None = None, timeout: float = 120) -> Run:
-    """Runs `evix eval ARGS --no-daemon` and parses its NDJSON output."""
-    cmd = evix_command("eval", "--no-daemon", *args)
-    full_env = dict(os.environ, **(env or {}))
-    full_env.setdefault("PYTHONPATH", str(REPO))
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=cwd, env=full_env, timeout=timeout)
-    events = [json.loads(line) for line in proc.stdout.splitlines() if line.strip()]
-    return Run(proc.returncode, events, proc.stderr)
+def run_evix(*args: str, cwd: str | Path | None = None, env: dict[str, str] | None = None,
+             socket_path: str | Path | None = None, timeout: float = 120) -> Run:
+    """Runs `evix ARGS` to the end, as a user would (through the daemon at `socket_path`, if any)."""
+    with start_evix(*args, cwd=cwd, env=env, socket_path=socket_path) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            raise
+    return Run(proc.returncode, out, err.decode("utf-8", "replace"))
+
+
+def eval_locally(*args: str, **kwargs: Any) -> Run:
+    """`evix eval --no-daemon ARGS`: the engine in the CLI's own process."""
+    return run_evix("eval", "--no-daemon", *args, **kwargs)
+
+
+def wait_until(predicate: Callable[[], T], what: str, timeout: float = 20, interval: float = 0.05) -> T:
+    """Polls `predicate` until it returns something true, and returns that; fails the test
+    naming `what` after `timeout` seconds. The one way the suite waits for a condition."""
+    deadline = time.monotonic() + timeout
+    while not (result := predicate()):
+        assert time.monotonic() < deadline, f"timed out after {timeout} s waiting for {what}"
+        time.sleep(interval)
+    return result
 
 
 def nix_string(s: str) -> str:

@@ -10,7 +10,6 @@ import stat
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,16 +19,16 @@ import pytest
 from daemon_fixtures import reap_daemons  # noqa: F401 (autouse: stops leftover daemons)
 from daemon_fixtures import (
     RawConnection,
-    command,
     config_for,
     derivation_lines,
-    env,
     eval_lines,
     short_dir,
     start_daemon,
+    wait_until_serving,
     write_jobs,
     write_many,
 )
+from evix_helpers import command, evix_env, wait_until
 
 from evix_client.daemon_client import DaemonClient
 from protocol import rpc
@@ -131,7 +130,7 @@ def test_evix_daemon_subcommand_runs_the_same_daemon(work: Path) -> None:
     daemon = start_daemon(sock, cmd=[*command("evix"), "daemon"])
     assert daemon.call("status")["protocolVersion"] == rpc.PROTOCOL_VERSION
     assert daemon.stop() == 0
-    plain = subprocess.run([*command("evixd")], capture_output=True, text=True, env=env())
+    plain = subprocess.run([*command("evixd")], capture_output=True, text=True, env=evix_env())
     assert plain.returncode == 2 and "--foreground" in plain.stderr
 
 
@@ -192,22 +191,23 @@ def test_connections_over_the_limit_are_refused_with_an_error(work: Path) -> Non
     try:
         # Slots are taken on accept and freed when the daemon sees a close: wait for each step.
         held = [DaemonClient.connect(str(sock))]
-        _poll(lambda: held[0].call("status")["connections"] == 1)  # the start-up probe is gone
+        wait_until(lambda: held[0].call("status")["connections"] == 1, "the start-up probe to go", timeout=10)
         held.append(DaemonClient.connect(str(sock)))
-        _poll(lambda: held[0].call("status")["connections"] == 2)
+        wait_until(lambda: held[0].call("status")["connections"] == 2, "the second connection", timeout=10)
         assert held[1].call("status")["connections"] == 2
         with pytest.raises(rpc.TooManyConnectionsError), DaemonClient.connect(str(sock)) as refused:
             refused.call("status")
         held.pop().close()
-        deadline = time.monotonic() + 10
-        while True:  # the freed slot is reusable
+
+        def served() -> bool:
             try:
                 with DaemonClient.connect(str(sock)) as c:
                     assert c.call("status")["connections"] == 2
-                break
+                return True
             except rpc.TooManyConnectionsError:
-                assert time.monotonic() < deadline
-                time.sleep(0.05)
+                return False
+
+        wait_until(served, "the freed slot to be reusable", timeout=10)
         held[0].close()
     finally:
         assert daemon.stop() == 0
@@ -234,11 +234,11 @@ def test_socket_activation_uses_the_inherited_socket(work: Path) -> None:
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
             [sys.executable, "-c", launcher, str(fd), evixd[0], "--foreground", "--socket", str(unused), "-v"],
-            pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=env(),
+            pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=evix_env(),
         )
     listener.close()  # only the daemon holds it now
     try:
-        _wait(proc, path, log_path)
+        wait_until_serving(proc, path, log_path)
         with DaemonClient.connect(str(path)) as c:
             status = c.call("status")
             assert status["socketActivated"] is True and status["socket"] == str(path)
@@ -250,41 +250,13 @@ def test_socket_activation_uses_the_inherited_socket(work: Path) -> None:
             assert len(derivation_lines("".join(chunks).encode().splitlines())) == 7
             assert c.call("query", {"config": config, "filter": {"names": ["b-1"]}})["count"] == 1
         assert not unused.exists()  # it did not bind its own socket
-        workers = _wait_for_children(proc.pid)
+        workers = wait_until(lambda: psutil.Process(proc.pid).children(recursive=True), "a warm worker")
         for worker in workers:  # the LISTEN_* variables were for the daemon only
             assert b"LISTEN_FDS=" not in Path(f"/proc/{worker.pid}/environ").read_bytes()
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0, log_path.read_text()
     assert path.exists()  # systemd's socket file is systemd's to remove
-
-
-def _poll(predicate, timeout: float = 10) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, "timed out"
-        time.sleep(0.02)
-
-
-def _wait(proc: subprocess.Popen[bytes], path: Path, log_path: Path) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, log_path.read_text()
-        try:
-            with DaemonClient.connect(str(path), timeout=1) as c:
-                c.call("status")
-                return
-        except Exception:
-            time.sleep(0.05)
-    raise AssertionError(log_path.read_text())
-
-
-def _wait_for_children(pid: int) -> list[psutil.Process]:
-    deadline = time.monotonic() + 20
-    while not (children := psutil.Process(pid).children(recursive=True)):
-        assert time.monotonic() < deadline, "no warm worker was started"
-        time.sleep(0.05)
-    return children
 
 
 def test_two_evals_of_different_sessions_run_side_by_side(work: Path) -> None:

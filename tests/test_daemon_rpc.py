@@ -24,6 +24,7 @@ from daemon_fixtures import (
 )
 
 from evix_client.daemon_client import DaemonClient
+from evix_helpers import wait_until
 from protocol import rpc
 
 
@@ -76,9 +77,12 @@ def test_query_returns_the_eval_lines_verbatim(daemon: Daemon, jobs: tuple) -> N
     everything = query(daemon, config, fmt="ndjson")
     assert everything["count"] == 7
     assert everything["ndjson"].encode().splitlines() == [drvs[a] for a in sorted(drvs, key=_path_key(drvs))]
+    started = time.perf_counter()
     objects = query(daemon, config)
+    client_ms = (time.perf_counter() - started) * 1000
     assert objects["derivations"] == [orjson.loads(drvs[a]) for a in sorted(drvs, key=_path_key(drvs))]
-    assert objects["serverMs"] >= 0
+    # the daemon's own share of the round trip, in milliseconds: not nothing, and within it
+    assert 0 < objects["serverMs"] <= client_ms
 
 
 def _path_key(drvs: dict[str, bytes]):  # noqa: ANN202
@@ -315,10 +319,8 @@ def test_a_client_that_disconnects_mid_stream_leaves_the_daemon_serving(daemon: 
         assert first["method"] == "events" and first["params"]["id"] == 1
     _still_serving(daemon, jobs)
     # nobody is left to read it: the evaluation is cancelled, and a first one leaves no session
-    deadline = time.monotonic() + 20
-    while any(s["input"].endswith("abandoned.nix") for s in daemon.call("sessions")):
-        assert time.monotonic() < deadline, "the abandoned evaluation was not cancelled"
-        time.sleep(0.1)
+    wait_until(lambda: not any(s["input"].endswith("abandoned.nix") for s in daemon.call("sessions")),
+               "the abandoned evaluation to be cancelled")
     small = write_many(work / "after.nix", 300)
     lines, summary = eval_lines(daemon, config_for(small))
     assert summary["derivations"] == 300 == len(derivation_lines(lines))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +11,7 @@ import pytest
 from daemon_fixtures import reap_daemons  # noqa: F401 (autouse: stops leftover daemons)
 from daemon_fixtures import Daemon, config_for, eval_lines, short_dir, start_daemon, write_jobs, write_many
 
+from evix_helpers import wait_until
 from protocol import rpc
 
 
@@ -20,13 +20,6 @@ def work() -> Iterator[Path]:
     d = short_dir()
     yield d
     shutil.rmtree(d, ignore_errors=True)
-
-
-def _wait(predicate, what: str, timeout: float = 20) -> None:  # noqa: ANN001
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 def _stopped(daemon: Daemon) -> None:
@@ -41,16 +34,16 @@ def test_a_repeated_eval_uses_the_warm_workers(work: Path) -> None:
         # a run spawns one process, its template, and forks its 2 workers from it; then
         # one process is kept warm to be the next run's template
         eval_lines(daemon, config)
-        _wait(lambda: daemon.call("status")["workers"]["warm"] == 1, "a warm process")
+        wait_until(lambda: daemon.call("status")["workers"]["warm"] == 1, "a warm process")
         assert daemon.call("status")["workers"]["spawned"] == 2
         _, summary = eval_lines(daemon, config)
         assert summary["derivations"] == 7
-        _wait(lambda: daemon.call("status")["workers"]["warm"] == 1, "the pool to refill")
+        wait_until(lambda: daemon.call("status")["workers"]["warm"] == 1, "the pool to refill")
         # the second run took the warm one: only the refill was spawned (cold would be 4)
         assert daemon.call("status")["workers"]["spawned"] == 3
         diff = daemon.call("diff", {"config": config})
         assert diff["summary"]["derivations"] == 7
-        _wait(lambda: daemon.call("status")["workers"]["warm"] == 1, "the pool to refill")
+        wait_until(lambda: daemon.call("status")["workers"]["warm"] == 1, "the pool to refill")
         assert daemon.call("status")["workers"]["spawned"] == 4
     finally:
         _stopped(daemon)
@@ -61,9 +54,9 @@ def test_warm_workers_stop_after_the_idle_time(work: Path) -> None:
     try:
         eval_lines(daemon, config_for(write_jobs(work / "jobs.nix")))
         proc = psutil.Process(daemon.proc.pid)
-        _wait(lambda: daemon.call("status")["workers"]["warm"] == 1, "a warm worker")
-        _wait(lambda: daemon.call("status")["workers"]["warm"] == 0, "the warm worker to stop")
-        _wait(lambda: not proc.children(recursive=True), "worker processes to exit")
+        wait_until(lambda: daemon.call("status")["workers"]["warm"] == 1, "a warm worker")
+        wait_until(lambda: daemon.call("status")["workers"]["warm"] == 0, "the warm worker to stop")
+        wait_until(lambda: not proc.children(recursive=True), "worker processes to exit")
         assert daemon.call("sessions")[0]["derivations"] == 7  # the graph stays; only workers went
     finally:
         _stopped(daemon)

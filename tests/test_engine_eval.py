@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from evix_helpers import FIXTURES, nix_bin, nix_drv_paths, run_evix
+from evix_helpers import FIXTURES, eval_locally, nix_bin, nix_drv_paths, start_evix
 
 JOBS = FIXTURES / "jobs.nix"
 
 
 @pytest.fixture(scope="module")
 def jobs_run():
-    run = run_evix("--file", str(JOBS), "--workers", "2")
+    run = eval_locally("--file", str(JOBS), "--workers", "2")
     assert run.code == 0, run.stderr
     return run
 
@@ -42,7 +42,7 @@ def test_traversal_follows_recurse_for_derivations(jobs_run):
 
 
 def test_force_recurse_expands_every_attrset():
-    run = run_evix("--file", str(JOBS), "--force-recurse")
+    run = eval_locally("--file", str(JOBS), "--force-recurse")
     assert run.code == 0, run.stderr
     drvs = run.derivations()
     assert {"hidden.secret", "scope.notRecursed.hiddenLeaf"} <= set(drvs)
@@ -65,7 +65,7 @@ def test_odd_names_are_quoted_unambiguously(jobs_run):
         assert drvs[attr]["drvPath"] == truth[".".join(path)]
 
 
-def test_multiple_outputs_and_string_context(jobs_run):
+def test_multiple_outputs(jobs_run):
     drvs = jobs_run.derivations()
     multi = drvs["multi"]
     assert set(multi["outputs"]) == {"out", "dev", "man"}
@@ -75,7 +75,23 @@ def test_multiple_outputs_and_string_context(jobs_run):
         capture_output=True, text=True, check=True,
     )
     assert multi["outputs"] == json.loads(out.stdout)
-    assert drvs["app"]["name"] == "app" and drvs["app"]["system"] == "x86_64-linux"
+
+
+def test_string_context_makes_the_inputs_of_a_derivation(jobs_run):
+    """`app` refers to base and multi.dev only through strings ("${base}/bin/run", deps):
+    their context is what makes them inputs, and so part of app's drvPath."""
+    drvs = jobs_run.derivations()
+    app = drvs["app"]
+    assert app["name"] == "app" and app["system"] == "x86_64-linux"
+    strip = "x: builtins.unsafeDiscardStringContext (toString x)"
+    without_context = (f"let a = (import {JOBS} {{ }}).app.drvAttrs; strip = {strip}; in "
+                       "{ app = derivation (a // { deps = map strip a.deps; script = strip a.script; }); }")
+    truth = nix_drv_paths(f"import {JOBS} {{ }}", [["app"]])["app"]
+    context_free = nix_drv_paths(without_context, [["app"]])["app"]
+    assert app["drvPath"] == truth != context_free  # the same strings without context: another drv
+    inputs = subprocess.run([nix_bin("nix-store"), "--query", "--references", app["drvPath"]],
+                            capture_output=True, text=True, check=True).stdout.split()
+    assert {drvs["base"]["drvPath"], drvs["multi"]["drvPath"]} <= set(inputs)
 
 
 def test_aggregate_constituents(jobs_run):
@@ -86,16 +102,16 @@ def test_aggregate_constituents(jobs_run):
 
 
 def test_same_events_with_1_2_and_4_workers():
-    runs = [run_evix("--file", str(JOBS), "--workers", str(n)) for n in (1, 2, 4)]
+    runs = [eval_locally("--file", str(JOBS), "--workers", str(n)) for n in (1, 2, 4)]
     for run in runs:
         assert run.code == 0, run.stderr
     assert runs[0].canonical() == runs[1].canonical() == runs[2].canonical()
-    broken = [run_evix("--file", str(FIXTURES / "broken.nix"), "--workers", str(n)) for n in (1, 3)]
+    broken = [eval_locally("--file", str(FIXTURES / "broken.nix"), "--workers", str(n)) for n in (1, 3)]
     assert broken[0].canonical() == broken[1].canonical()
 
 
 def test_arg_and_argstr_auto_call_the_root():
-    run = run_evix("--file", str(JOBS), "--argstr", "suffix", "-x", "--arg", "extra", "1 + 2")
+    run = eval_locally("--file", str(JOBS), "--argstr", "suffix", "-x", "--arg", "extra", "1 + 2")
     assert run.code == 0, run.stderr
     drvs = run.derivations()
     assert drvs["base"]["name"] == "base-x"
@@ -112,24 +128,24 @@ def test_arg_and_argstr_auto_call_the_root():
 
 def test_expr_with_relative_import(tmp_path: Path):
     (tmp_path / "sub.nix").write_text('derivation { name = "rel"; system = "x86_64-linux"; builder = "/bin/sh"; }')
-    run = run_evix("--expr", "{ rel = import ./sub.nix; }", cwd=tmp_path)
+    run = eval_locally("--expr", "{ rel = import ./sub.nix; }", cwd=tmp_path)
     assert run.code == 0, run.stderr
     truth = nix_drv_paths(f"{{ rel = import {tmp_path}/sub.nix; }}", [["rel"]])
     assert run.derivations()["rel"]["drvPath"] == truth["rel"]
 
 
 def test_meta_is_json_and_bad_parts_are_left_out():
-    run = run_evix("--file", str(FIXTURES / "broken.nix"), "--meta")
+    run = eval_locally("--file", str(FIXTURES / "broken.nix"), "--meta")
     assert run.code == 0
     bad = run.derivations()["badMeta"]
     assert bad["meta"] == {"description": "kept"}
-    jobs = run_evix("--file", str(JOBS), "--meta").derivations()
+    jobs = eval_locally("--file", str(JOBS), "--meta").derivations()
     assert jobs["app"]["meta"] == {"description": "app", "license": {"spdx": "MIT"}, "homepage": None}
-    assert "meta" not in run_evix("--file", str(JOBS)).derivations()["app"]
+    assert "meta" not in eval_locally("--file", str(JOBS)).derivations()["app"]
 
 
 def test_show_input_drvs_reads_the_drv_file(jobs_run):
-    run = run_evix("--file", str(JOBS), "--show-input-drvs")
+    run = eval_locally("--file", str(JOBS), "--show-input-drvs")
     drvs = run.derivations()
     app = drvs["app"]
     assert app["inputDrvs"] == {drvs["base"]["drvPath"]: ["out"], drvs["multi"]["drvPath"]: ["dev"]}
@@ -142,7 +158,7 @@ def test_show_input_drvs_reads_the_drv_file(jobs_run):
 def test_gc_roots_dir_roots_every_derivation(tmp_path: Path):
     roots = tmp_path / "roots"
     roots.mkdir()
-    run = run_evix("--file", str(JOBS), "--gc-roots-dir", str(roots))
+    run = eval_locally("--file", str(JOBS), "--gc-roots-dir", str(roots))
     assert run.code == 0, run.stderr
     for event in run.derivations().values():
         link = roots / os.path.basename(event["drvPath"])
@@ -154,18 +170,18 @@ def test_gc_roots_dir_roots_every_derivation(tmp_path: Path):
 
 def test_option_sets_a_nix_setting_in_every_worker():
     expr = '{ a = derivation { name = "a"; system = builtins.currentSystem; builder = "/bin/sh"; }; }'
-    run = run_evix("--expr", expr, "--option", "system", "aarch64-linux", "--workers", "2")
+    run = eval_locally("--expr", expr, "--option", "system", "aarch64-linux", "--workers", "2")
     assert run.code == 0, run.stderr
     assert run.derivations()["a"]["system"] == "aarch64-linux"
     # an evaluator setting (not reachable through nix_setting_set in 2.26)
     deep = "{ a = let f = n: if n == 0 then 0 else 1 + f (n - 1); in derivation { name = \"d${toString (f 500)}\"; system = \"x\"; builder = \"/bin/sh\"; }; }"
-    assert "a" in run_evix("--expr", deep).derivations()
-    limited = run_evix("--expr", deep, "--option", "max-call-depth", "100")
+    assert "a" in eval_locally("--expr", deep).derivations()
+    limited = eval_locally("--expr", deep, "--option", "max-call-depth", "100")
     assert "max-call-depth" in limited.errors()["a"]["error"]
 
 
 def test_unknown_option_is_a_clear_fatal_error():
-    run = run_evix("--expr", "{ }", "--option", "no-such-setting", "1")
+    run = eval_locally("--expr", "{ }", "--option", "no-such-setting", "1")
     assert run.code == 1
     assert "no-such-setting" in run.stderr and "unknown Nix setting" in run.stderr
     assert "Traceback" not in run.stderr
@@ -173,32 +189,29 @@ def test_unknown_option_is_a_clear_fatal_error():
 
 def test_lookup_path_from_dash_i_and_nix_path(tmp_path: Path):
     (tmp_path / "lib.nix").write_text('derivation { name = "from-lookup"; system = "x"; builder = "/bin/sh"; }')
-    run = run_evix("--expr", "{ a = import <mine/lib.nix>; }", "-I", f"mine={tmp_path}")
+    run = eval_locally("--expr", "{ a = import <mine/lib.nix>; }", "-I", f"mine={tmp_path}")
     assert run.derivations()["a"]["name"] == "from-lookup"
-    run = run_evix("--expr", "{ a = import <mine/lib.nix>; }", env={"NIX_PATH": f"mine={tmp_path}"})
+    run = eval_locally("--expr", "{ a = import <mine/lib.nix>; }", env={"NIX_PATH": f"mine={tmp_path}"})
     assert run.derivations()["a"]["name"] == "from-lookup"
 
 
 def test_usage_errors_are_clear():
-    both = run_evix("--expr", "{}", "--file", "x.nix")
+    both = eval_locally("--expr", "{}", "--file", "x.nix")
     assert both.code == 2 and "not allowed with argument" in both.stderr
-    missing = run_evix("--file", "/nonexistent/x.nix")
+    missing = eval_locally("--file", "/nonexistent/x.nix")
     assert missing.code == 1 and "no such file" in missing.stderr and "Traceback" not in missing.stderr
-    syntax = run_evix("--expr", "{ a = ; }")
+    syntax = eval_locally("--expr", "{ a = ; }")
     assert syntax.code == 1 and "syntax error" in syntax.stderr
 
 
 def test_progress_line_only_on_a_terminal():
     import pty
 
-    from evix_helpers import REPO, evix_command
-
     # long enough (~0.5 s) for a few refreshes of the line
     many = ('builtins.listToAttrs (builtins.genList (i: { name = "d${toString i}"; value = derivation '
             '{ name = "p${toString i}"; system = "x"; builder = "/bin/sh"; }; }) 15000)')
     master, slave = pty.openpty()
-    proc = subprocess.Popen(evix_command("eval", "--no-daemon", "--expr", many),
-                            stdout=subprocess.PIPE, stderr=slave, env=dict(os.environ, PYTHONPATH=str(REPO)))
+    proc = start_evix("eval", "--no-daemon", "--expr", many, stderr=slave)
     os.close(slave)
     out, _ = proc.communicate(timeout=60)
     seen = b""
@@ -215,24 +228,24 @@ def test_progress_line_only_on_a_terminal():
     assert b"evix: " in seen and b"derivations" in seen and b"errors" in seen
     assert b"\r" in seen  # one line, rewritten in place
     assert b"derivations," not in out  # never on stdout
-    assert "derivations," not in run_evix("--file", str(FIXTURES / "broken.nix")).stderr
+    assert "derivations," not in eval_locally("--file", str(FIXTURES / "broken.nix")).stderr
 
 
 def test_verbosity_flags_and_the_env_override():
-    quiet = run_evix("--file", str(JOBS))
+    quiet = eval_locally("--file", str(JOBS))
     assert "derivations," not in quiet.stderr  # warnings only by default
-    verbose = run_evix("--file", str(JOBS), "-v")
+    verbose = eval_locally("--file", str(JOBS), "-v")
     assert "derivations, 0 errors in" in verbose.stderr
-    silenced = run_evix("--file", str(FIXTURES / "broken.nix"), "-v", env={"EVIX_LOG": "off"})
+    silenced = eval_locally("--file", str(FIXTURES / "broken.nix"), "-v", env={"EVIX_LOG": "off"})
     assert silenced.stderr == "" and silenced.errors()  # events unaffected
-    forced = run_evix("--file", str(JOBS), "-q", "-q", env={"EVIX_LOG": "info"})
+    forced = eval_locally("--file", str(JOBS), "-q", "-q", env={"EVIX_LOG": "info"})
     assert "derivations, 0 errors in" in forced.stderr
 
 
 def test_an_unusable_gc_roots_dir_is_one_clear_fatal_error(tmp_path: Path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    run = run_evix("--file", str(JOBS), "--gc-roots-dir", str(blocker / "roots"))
+    run = eval_locally("--file", str(JOBS), "--gc-roots-dir", str(blocker / "roots"))
     assert run.code == 1 and run.events == []
     assert f"--gc-roots-dir {blocker / 'roots'}: Not a directory" in run.stderr
     assert "worker exited" not in run.stderr and "Traceback" not in run.stderr

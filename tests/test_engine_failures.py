@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from evix_helpers import FIXTURES, REPO, evix_command, run_evix
+from evix_helpers import FIXTURES, eval_locally, start_evix, wait_until
 from protocol.environment import EVALUATOR_NAME
 
 BROKEN = FIXTURES / "broken.nix"
@@ -44,7 +44,7 @@ def _fixture(tmp_path: Path, middle: str) -> Path:
 
 @pytest.fixture(scope="module")
 def broken_run():
-    run = run_evix("--file", str(BROKEN), "--workers", "2")
+    run = eval_locally("--file", str(BROKEN), "--workers", "2")
     assert run.code == 0, run.stderr
     return run
 
@@ -85,23 +85,14 @@ def _worker_pids(parent: psutil.Process) -> list[int]:
 
 
 def _start(*args: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        evix_command("eval", "--no-daemon", *args),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        env=dict(os.environ, PYTHONPATH=str(REPO)),
-    )
+    return start_evix("eval", "--no-daemon", *args, text=True)
 
 
 def _wait_for_workers(proc: subprocess.Popen, n: int = 1, settle: float = 1.5) -> list[int]:
     parent = psutil.Process(proc.pid)
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline:
-        pids = _worker_pids(parent)
-        if len(pids) >= n:
-            time.sleep(settle)  # let the quick attributes finish: the slow one is in flight
-            return _worker_pids(parent)
-        time.sleep(0.05)
-    raise AssertionError("no worker started")
+    wait_until(lambda: len(_worker_pids(parent)) >= n, f"{n} worker(s) to start")
+    time.sleep(settle)  # let the quick attributes finish: the slow one is in flight
+    return _worker_pids(parent)
 
 
 @pytest.mark.parametrize("sig, words", [(signal.SIGSEGV, "SIGSEGV"), (signal.SIGKILL, "SIGKILL"), (signal.SIGABRT, "SIGABRT")])
@@ -124,7 +115,7 @@ def test_a_crashed_worker_costs_only_its_attribute(tmp_path, sig, words):
 
 def test_a_worker_over_max_memory_is_killed_and_replaced(tmp_path):
     f = _fixture(tmp_path, HOG)
-    run = run_evix("--file", str(f), "--max-memory", "300", "--workers", "2")
+    run = eval_locally("--file", str(f), "--max-memory", "300", "--workers", "2")
     assert run.code == 0, run.stderr
     assert "memory limit" in run.errors()["middle"]["error"]
     assert {"a", "z"} <= set(run.derivations())
@@ -132,7 +123,7 @@ def test_a_worker_over_max_memory_is_killed_and_replaced(tmp_path):
 
 def test_per_item_timeout(tmp_path):
     f = _fixture(tmp_path, SLOW)
-    run = run_evix("--file", str(f), "--timeout", "1")
+    run = eval_locally("--file", str(f), "--timeout", "1")
     assert run.code == 0, run.stderr
     assert "timed out after 1 s" in run.errors()["middle"]["error"]
     assert {"a", "z"} <= set(run.derivations())
@@ -149,13 +140,19 @@ def test_ctrl_c_stops_cleanly_and_leaves_no_worker(tmp_path):
         proc.kill()
     assert proc.returncode == 130, err
     assert "Traceback" not in err
-    time.sleep(0.2)
-    assert not [p for p in pids if psutil.pid_exists(p) and psutil.Process(p).status() != psutil.STATUS_ZOMBIE]
+    wait_until(lambda: not any(_alive(p) for p in pids), "the workers to exit", timeout=5)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def test_an_input_that_cannot_load_is_fatal():
-    run = run_evix("--expr", 'throw "no input here"')
+    run = eval_locally("--expr", 'throw "no input here"')
     assert run.code == 1
     assert "no input here" in run.stderr and "Traceback" not in run.stderr
-    run = run_evix("--expr", "42")
+    run = eval_locally("--expr", "42")
     assert run.code == 1 and "evaluates to a int, not an attribute set" in run.stderr

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from evix_helpers import nix_bin, run_evix
+from evix_helpers import nix_bin, eval_locally
 
 FLAKES = ["--extra-experimental-features", "nix-command flakes"]
 
@@ -50,7 +50,7 @@ def _nix_eval_drv(ref: str, *extra: str) -> str:
 
 
 def test_flake_fragment_selects_the_root(flake: Path):
-    run = run_evix("--flake", ".#hydraJobs", cwd=flake)
+    run = eval_locally("--flake", ".#hydraJobs", cwd=flake)
     assert run.code == 0, run.stderr
     drvs = run.derivations()
     assert set(drvs) == {"hello", "nested.inner"}
@@ -60,7 +60,7 @@ def test_flake_fragment_selects_the_root(flake: Path):
 
 
 def test_flake_without_fragment_walks_the_outputs(flake: Path):
-    run = run_evix("--flake", str(flake), "--force-recurse")
+    run = eval_locally("--flake", str(flake), "--force-recurse")
     assert run.code == 0, run.stderr
     assert "packages.x86_64-linux.default" in run.derivations()
     assert "hydraJobs.hello" in run.derivations()
@@ -68,7 +68,7 @@ def test_flake_without_fragment_walks_the_outputs(flake: Path):
 
 def test_override_input_replaces_a_path_input(flake: Path):
     other = flake.parent / "other"
-    run = run_evix("--flake", ".#hydraJobs", "--override-input", "dep", f"path:{other}", cwd=flake)
+    run = eval_locally("--flake", ".#hydraJobs", "--override-input", "dep", f"path:{other}", cwd=flake)
     assert run.code == 0, run.stderr
     hello = run.derivations()["hello"]
     assert hello["name"] == "hello-overridden"
@@ -77,6 +77,6 @@ def test_override_input_replaces_a_path_input(flake: Path):
 
 
 def test_a_missing_flake_output_is_fatal(flake: Path):
-    run = run_evix("--flake", ".#noSuchOutput", cwd=flake)
+    run = eval_locally("--flake", ".#noSuchOutput", cwd=flake)
     assert run.code == 1
     assert "noSuchOutput" in run.stderr and "Traceback" not in run.stderr

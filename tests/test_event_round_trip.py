@@ -9,13 +9,10 @@ encoder, the other events from the worker's.
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import orjson
 import pytest
 
-from evix_helpers import REPO, evix_command, nix_drv_paths, nix_string
+from evix_helpers import eval_locally, nix_drv_paths, nix_string
 from protocol.events import (
     Attrset,
     Derivation,
@@ -78,12 +75,9 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, list[bytes]]:
     source = _source()
     f = tmp_path_factory.mktemp("odd") / "odd.nix"
     f.write_text(source)
-    proc = subprocess.run(
-        evix_command("eval", "--no-daemon", "--file", str(f), "--meta", "--show-input-drvs", "--timeout", "1"),
-        capture_output=True, timeout=300, env=dict(os.environ, PYTHONPATH=str(REPO)),
-    )
-    assert proc.returncode == 0, proc.stderr.decode()
-    return source, [line for line in proc.stdout.split(b"\n") if line]
+    run = eval_locally("--file", str(f), "--meta", "--show-input-drvs", "--timeout", "1", timeout=300)
+    assert run.code == 0, run.stderr
+    return source, [line for line in run.stdout.split(b"\n") if line]
 
 
 def _reencoded(line: bytes) -> bytes:

@@ -53,3 +53,28 @@ def test_the_engine_never_loads_nix_in_process():
 def test_the_cli_module_is_light():
     loaded = _modules_after("import evix_client.main")
     assert not {"trio", "cffi", "capnp", "nixffi", "evixd"} & loaded
+
+
+def _yields_inside_a_with(function: ast.AsyncFunctionDef) -> list[int]:
+    """Lines where `function` yields from inside a `with`/`async with` block of its own."""
+    found = []
+    for block in ast.walk(function):
+        if isinstance(block, (ast.With, ast.AsyncWith)):
+            found += [n.lineno for n in ast.walk(block) if isinstance(n, (ast.Yield, ast.YieldFrom))]
+    return found
+
+
+def test_no_async_generator_yields_from_inside_a_nursery_or_cancel_scope():
+    """trio's rule (PEP 789): the consumer's code would run inside the generator's scope, and
+    a background task's error would reach it wrapped in an ExceptionGroup. Only a context
+    manager may yield there: its caller's `async with` is what enters and leaves the scope."""
+    offenders = []
+    for package in PACKAGES:
+        for path in (REPO / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.AsyncFunctionDef):
+                    continue
+                if any("asynccontextmanager" in ast.unparse(d) for d in node.decorator_list):
+                    continue
+                offenders += [f"{path.relative_to(REPO)}:{line}" for line in _yields_inside_a_with(node)]
+    assert offenders == []

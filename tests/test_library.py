@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from evix_helpers import FIXTURES, REPO
-from evixd.engine import Session, SessionError
+from evixd.engine import InputError, Session, SessionError
 from protocol.config import EvalConfig
 from protocol.events import Attrset, Derivation, Error
 from protocol.query import Filter
@@ -30,7 +30,7 @@ async def test_stream_query_and_diff(tmp_path: Path):
     with pytest.raises(SessionError):
         await session.query_snapshot()
     events = []
-    async with contextlib.aclosing(session.stream()) as stream:
+    async with session.stream() as stream:
         async for event in stream:
             events.append(event)
     kinds = {type(e) for e in events}
@@ -38,8 +38,7 @@ async def test_stream_query_and_diff(tmp_path: Path):
     assert {e.attr for e in events if isinstance(e, Derivation)} == {"a", "b", "s.c"}
     assert [e.attr for e in events if isinstance(e, Error)] == ["bad"]
     with pytest.raises(SessionError):
-        async for _ in session.stream():
-            pass
+        session.stream()
 
     assert [d.attr for d in await session.query_snapshot()] == ["a", "b", "s.c"]
     assert [d.attr for d in await session.query_snapshot(Filter(attr_prefix=("s",)))] == ["s.c"]
@@ -56,6 +55,38 @@ async def test_stream_query_and_diff(tmp_path: Path):
     assert [d.attr for d in await session.query_snapshot()] == ["a", "d", "s.c"]
 
 
+async def test_stream_of_an_input_that_cannot_load_raises_input_error_as_evaluate_does(tmp_path: Path):
+    bad = tmp_path / "bad.nix"
+    bad.write_text("{ this is not nix")
+    with pytest.raises(InputError) as evaluated:
+        await (await Session.open(EvalConfig(file=str(bad)))).evaluate()
+    session = await Session.open(EvalConfig(file=str(bad), workers=2))
+    with pytest.raises(InputError) as streamed:  # plain, not an ExceptionGroup around it
+        async with session.stream() as events:
+            async for _ in events:
+                pass
+    assert str(streamed.value) == str(evaluated.value) and "bad.nix" in str(streamed.value)
+    assert session.graph is None
+
+
+async def test_a_stream_left_early_stops_its_evaluation_and_workers(tmp_path: Path):
+    f = tmp_path / "many.nix"
+    f.write_text(f"let {MK} in builtins.listToAttrs (builtins.genList (i: {{ name = \"d${{toString i}}\"; "
+                 "value = mk \"p${toString i}\"; }) 200000)")
+    session = await Session.open(EvalConfig(file=str(f), workers=2))
+    async with session.stream() as events:
+        async for _ in events:
+            break  # the first event: the evaluation is under way
+        workers = _worker_processes()
+        assert workers, "no worker was running during the stream"
+    assert not [p for p in workers if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert session.graph is None  # stopped, not run to the end
+
+
+def _worker_processes() -> list[psutil.Process]:
+    return [p for p in psutil.Process().children(recursive=True) if "evix_worker" in " ".join(p.cmdline())]
+
+
 async def test_session_key_ignores_how_but_not_what():
     a = await Session.open(EvalConfig(file=str(FIXTURES / "jobs.nix"), workers=1, max_memory_mb=100))
     b = await Session.open(EvalConfig(file=str(FIXTURES / "jobs.nix"), workers=4, item_timeout=3))
@@ -69,8 +100,11 @@ def test_embedder_hosts_its_own_workers():
         capture_output=True, text=True, timeout=120, env=dict(os.environ, PYTHONPATH=str(REPO)),
     )
     assert out.returncode == 0, out.stderr
-    derivations, workers = map(int, out.stdout.split())
-    assert derivations >= 10 and workers == 2
+    derivations, started, hosted = map(int, out.stdout.split())
+    assert derivations >= 10 and started == 2
+    # the one process started (the template both workers were forked from) was the embedder
+    # itself: its worker_command was used
+    assert hosted == 1
 
 
 async def test_workers_over_max_memory_are_recycled_without_losing_events():

@@ -3,13 +3,14 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 import nixffi
-from nix_helpers import nix_eval_raw, nix_flake_lock, write_nix
+from nix_helpers import nix_cli, nix_eval_raw, nix_flake_lock, write_nix
 
 DRV = 'derivation { name = "%s"; system = "x86_64-linux"; builder = "/bin/sh"; args = [ %s ]; }'
 
@@ -67,8 +68,18 @@ def test_flake_matches_nix_eval(nix_state: nixffi.EvalState, flakes: Flakes, att
     assert ours == nix_eval_raw(f".#{attr}", cwd=flakes.root)
 
 
-def test_flake_lock_written_by_cli(flakes: Flakes) -> None:
-    assert '"dep"' in flakes.lock and '"other"' in flakes.lock and '"sub"' in flakes.lock
+def test_inputs_not_overridden_come_from_the_lock(nix_state: nixffi.EvalState, flakes: Flakes) -> None:
+    """With overrides, load_flake takes every other input from `lock_json`, not from flake.nix:
+    a lock that pins `other` to another flake gives what `nix eval` gives with `other` there."""
+    lock = json.loads(flakes.lock)
+    node = lock["nodes"][lock["root"]]["inputs"]["other"]
+    alt_other = f"path:{flakes.alt_other}"
+    locked = json.loads(nix_cli("flake", "metadata", "--json", alt_other))["locked"]
+    lock["nodes"][node]["locked"] = {k: v for k, v in locked.items() if k != "__final"}  # as a lock file has it
+    ref, dep = f"path:{flakes.root}", {"dep": f"path:{flakes.alt_dep}"}  # y does not read dep
+    repinned = flake_attr(nix_state, ref, "y.drvPath", overrides=dep, lock_json=json.dumps(lock))
+    assert repinned == nix_eval_raw(f"{ref}#y.drvPath", "--override-input", "other", alt_other)
+    assert repinned != flake_attr(nix_state, ref, "y.drvPath", overrides=dep, lock_json=flakes.lock)
 
 
 @pytest.mark.parametrize("name", ["dep", "other", "sub"])

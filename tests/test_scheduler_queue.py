@@ -7,6 +7,15 @@ import pytest
 from evixd.engine.work_queue import MAX_BATCH, Pipeline, WorkQueue
 
 
+async def _drain(q: WorkQueue, slots: int) -> list[int]:
+    """The sizes of the batches taken until the queue is done (each released at once)."""
+    sizes = []
+    while (batch := await q.take(slots=slots)) is not None:
+        sizes.append(len(batch))
+        q.release(batch)
+    return sizes
+
+
 async def test_batches_split_chunks_and_keep_every_item():
     q = WorkQueue()
     q.put((), None)
@@ -27,6 +36,31 @@ async def test_batches_split_chunks_and_keep_every_item():
     assert seen == names
     assert max(sizes) == MAX_BATCH and len(sizes) < len(names) // 2  # batched, never past the cap
     assert q.items == 0 and q.done()
+
+
+async def test_a_long_queue_goes_in_full_batches():
+    q = WorkQueue()
+    q.put(("big",), [f"n{i}" for i in range(10_000)])
+    sizes = await _drain(q, slots=4)
+    assert sizes[:5] == [MAX_BATCH] * 5  # capped, and so many items per round trip
+    assert sum(sizes) == 10_000
+
+
+async def test_a_batch_is_a_share_of_the_queue_that_shrinks_as_it_drains():
+    q = WorkQueue()
+    q.put(("s",), [f"n{i}" for i in range(1000)])
+    sizes = await _drain(q, slots=2)
+    assert sizes[0] == 250  # 1000 items // (2 batches x 2 slots): every slot gets work twice over
+    assert sizes == sorted(sizes, reverse=True) and sizes[-1] == 1 and sum(sizes) == 1000
+
+
+async def test_small_chunks_are_merged_into_one_batch():
+    q = WorkQueue()
+    for i in range(20):
+        q.put((f"s{i}",), ["a", "b", "c"])
+    batch = await q.take(slots=1)
+    assert [path for path, _ in batch.chunks] == [(f"s{i}",) for i in range(10)]  # 60 items // 2: 30
+    assert len(batch) == 30
 
 
 async def test_small_queues_are_spread_over_slots():

@@ -93,7 +93,7 @@ class Handlers:
         started = time.perf_counter()
         config = self._config(p.config)
         entry = self._warm_entry(config)
-        index = entry.index
+        index = entry.session.index
         assert index is not None
         selected = index.select(p.filter)
         body = index.ndjson_json(selected) if p.format == "ndjson" else index.objects_json(selected)
@@ -155,7 +155,7 @@ class Handlers:
                 f"no warm session for {config.describe()}: run `evix eval` with the same input options first",
                 {"key": key},
             )
-        if entry.index is None:
+        if entry.session.index is None:
             raise rpc.NoSessionError(
                 f"the session for {config.describe()} is still being evaluated for the first time", {"key": key}
             )

@@ -3,9 +3,13 @@
 A session is keyed by `EvalConfig.session_key()` (what is evaluated, not how), so a
 query finds it without repeating `--workers`. The registry keeps at most `max_sessions`
 sessions and an estimated `max_session_memory` of graphs; past either, the least
-recently used idle session goes. Each session owns a WorkerPool: after an evaluation it
-keeps that many fresh workers (Nix already initialised) for `warm_seconds`, so the next
-eval or diff skips process start-up while still loading the files as they are now.
+recently used idle session goes. Each session's WorkerPool, after an evaluation, keeps
+that many fresh workers (Nix already initialised) for `warm_seconds`, so the next eval or
+diff skips process start-up while still loading the files as they are now.
+
+What is the session's (config, graph and query index, last summary, evaluation count and
+times, pool) lives in the engine's Session; a SessionEntry holds only what the daemon adds:
+its place in the LRU order, the lock, whether it was removed, and the scope hosting its pool.
 
 A per-session lock serialises evaluations (a second eval of the same config waits for
 the first, then runs); queries never take it: they read the last finished graph.
@@ -28,7 +32,6 @@ from protocol.config import EvalConfig
 from evixd.engine.errors import SessionError
 from evixd.engine.graph import Diff
 from evixd.engine.pool import WorkerPool
-from evixd.engine.query_index import QueryIndex
 from evixd.engine.scheduler import Summary
 from evixd.engine.session import Session
 from .settings import DaemonSettings
@@ -39,51 +42,41 @@ T = TypeVar("T")
 
 @dataclass(eq=False)
 class SessionEntry:
-    """One warm session: its Session (config + graph), query index, workers and lock."""
+    """The daemon's bookkeeping around one engine Session (which owns everything else)."""
 
-    key: str
     session: Session
     lock: trio.Lock = field(default_factory=trio.Lock)
-    index: QueryIndex | None = None
-    created: float = field(default_factory=time.time)
-    evaluated_at: float | None = None
-    last_used: float = field(default_factory=time.monotonic)
-    last_eval_end: float = field(default_factory=time.monotonic)
-    evaluations: int = 0
-    pool_scope: trio.CancelScope | None = None
-    removed: bool = False
+    last_used: float = field(default_factory=time.monotonic)  # for the LRU order
+    pool_scope: trio.CancelScope | None = None  # cancelling it stops the session's pool
+    removed: bool = False  # dropped or evicted: a waiter for the lock must not use it
+
+    @property
+    def key(self) -> str:
+        return self.session.key
 
     @property
     def pool(self) -> WorkerPool:
-        assert self.session.pool is not None
+        assert self.session.pool is not None, "the daemon gives every session a pool"
         return self.session.pool
-
-    @property
-    def summary(self) -> Summary | None:
-        """The last successful evaluation's summary."""
-        return self.session.last_summary
 
     @property
     def busy(self) -> bool:
         return self.lock.locked()
-
-    @property
-    def memory_bytes(self) -> int:
-        return self.index.memory_bytes if self.index is not None else 0
 
     def touch(self) -> None:
         self.last_used = time.monotonic()
 
     def info(self) -> rpc_results.SessionInfo:
         """What `sessions` reports about this session."""
-        index = self.index
+        s = self.session
+        graph = s.graph
         return rpc_results.SessionInfo(
-            key=self.key, config=self.session.config,
-            derivations=len(index) if index is not None else None,
-            errors=index.errors if index is not None else None,
-            memory_bytes=self.memory_bytes, busy=self.busy, evaluations=self.evaluations,
-            evaluated_at=self.evaluated_at, idle_seconds=time.monotonic() - self.last_used,
-            warm_workers=self.pool.idle, last_summary=self.summary,
+            key=s.key, config=s.config,
+            derivations=len(graph.derivations) if graph is not None else None,
+            errors=len(graph.errors) if graph is not None else None,
+            memory_bytes=s.memory_bytes, busy=self.busy, evaluations=s.evaluations,
+            evaluated_at=s.evaluated_at, idle_seconds=time.monotonic() - self.last_used,
+            warm_workers=self.pool.idle, last_summary=s.last_summary,
         )
 
 
@@ -129,7 +122,7 @@ class SessionRegistry:
         then forgotten)."""
         key = config.session_key()
         while True:
-            entry = self.entries.get(key) or self._new_entry(key, config)
+            entry = self.entries.get(key) or self._new_entry(config)
             async with entry.lock:
                 if entry.removed:  # dropped or forgotten while we waited
                     continue
@@ -138,7 +131,7 @@ class SessionRegistry:
                     summary = await self._run(entry, config, lambda: entry.session.evaluate(sink))
                     ok = True
                 finally:
-                    if not ok and entry.index is None:
+                    if not ok and entry.session.graph is None:
                         self._remove(entry)
             self._evict(keep=entry)
             return entry, summary
@@ -146,12 +139,13 @@ class SessionRegistry:
     async def diff(self, entry: SessionEntry, config: EvalConfig) -> tuple[Diff, Summary]:
         """Re-evaluates a warm session and compares; SessionError when it went away meanwhile."""
         async with entry.lock:
-            if entry.removed or entry.index is None:
+            if entry.removed or entry.session.graph is None:
                 raise SessionError("the session was dropped")
             diff = await self._run(entry, config, entry.session.diff_once)
-            assert entry.summary is not None
+            summary = entry.session.last_summary
+            assert summary is not None
         self._evict(keep=entry)
-        return diff, entry.summary
+        return diff, summary
 
     async def _run(self, entry: SessionEntry, config: EvalConfig, run: Callable[[], Awaitable[T]]) -> T:
         """One evaluation under the entry's lock: cold pool during the run, warm after."""
@@ -159,28 +153,18 @@ class SessionRegistry:
         await self._ensure_pool(entry)
         entry.session.reconfigure(config)
         entry.pool.resize(0)  # no refills competing with this run for the CPU
-        try:
-            result = await run()
-        finally:
-            entry.last_eval_end = time.monotonic()
-        graph = entry.session.graph
-        assert graph is not None
-        # Built in a thread so that queries of other sessions keep being answered meanwhile
-        # (~0.3 s per 100k derivations); nothing else touches this new graph.
-        entry.index = await trio.to_thread.run_sync(QueryIndex, graph)
+        result = await run()
         _settle_heap()
-        entry.evaluated_at = time.time()
-        entry.evaluations += 1
         entry.touch()
         # a run forks its workers from one template process: that one is what is kept warm
         self._warm(entry, 1 if config.fork_workers else config.workers)
         return result
 
-    def _new_entry(self, key: str, config: EvalConfig) -> SessionEntry:
+    def _new_entry(self, config: EvalConfig) -> SessionEntry:
         pool = WorkerPool(list(self.settings.worker_command) if self.settings.worker_command else None)
-        entry = SessionEntry(key, Session(config, pool))
-        self.entries[key] = entry
-        log.info("new session %s for %s", key[:12], config.describe())
+        entry = SessionEntry(Session(config, pool, indexed=True))  # indexed: queries read the index
+        self.entries[entry.key] = entry
+        log.info("new session %s for %s", entry.key[:12], config.describe())
         return entry
 
     async def _ensure_pool(self, entry: SessionEntry) -> None:
@@ -218,13 +202,13 @@ class SessionRegistry:
         for entry in list(self.entries.values()):
             if entry.busy or not (entry.pool.size or entry.pool.idle):
                 continue
-            if now - entry.last_eval_end >= self.settings.warm_seconds:
+            if now - entry.session.last_eval_end >= self.settings.warm_seconds:
                 log.debug("session %s: workers cooled down", entry.key[:12])
                 await entry.pool.shrink(0)
 
     # ---- bounds -----------------------------------------------------------------------
     def memory_bytes(self) -> int:
-        return sum(e.memory_bytes for e in self.entries.values())
+        return sum(e.session.memory_bytes for e in self.entries.values())
 
     def _evict(self, keep: SessionEntry) -> None:
         """Drops least recently used idle sessions while over the count or memory bound."""
@@ -234,7 +218,7 @@ class SessionRegistry:
             if not victims:
                 if self.memory_bytes() > s.max_session_memory:
                     log.warning("session %s alone exceeds the session memory bound (%d MiB)",
-                                keep.key[:12], keep.memory_bytes >> 20)
+                                keep.key[:12], keep.session.memory_bytes >> 20)
                 return
             victim = min(victims, key=lambda e: e.last_used)
             log.info("evicting session %s (%s, least recently used)", victim.key[:12], victim.session.config.describe())

@@ -8,6 +8,7 @@ from .errors import EvixError as EvixError
 from .errors import InputError as InputError
 from .errors import SessionError as SessionError
 from .errors import WorkerStartError as WorkerStartError
+from .event_stream import EventStream as EventStream
 from .graph import Diff as Diff
 from .graph import Graph as Graph
 from .pool import WorkerPool as WorkerPool

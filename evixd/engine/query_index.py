@@ -60,7 +60,6 @@ class QueryIndex:
             by_name.add(r.name, i)
             by_drv.add(r.drv_path, i)
             by_system.add(r.system, i)
-        self.errors = len(graph.errors)
         self.memory_bytes = sum(2 * len(r.line) + len(e) + RECORD_OVERHEAD for r, e in zip(self.records, self._escaped))
 
     def __len__(self) -> int:

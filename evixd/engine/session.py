@@ -1,47 +1,63 @@
 """The library entry point: a Session evaluates a config once and keeps the graph warm.
 
     session = await Session.open(EvalConfig(flake=".#hydraJobs", workers=4))
-    async with contextlib.aclosing(session.stream()) as events:
+    async with session.stream() as events:
         async for event in events:
             print(event)
     linux = await session.query_snapshot(Filter(systems=("x86_64-linux",)))
     changes = await session.diff_once()
+
+A Session is the one owner of what belongs to one config: the config, the warm graph and
+its query index, the last summary, how many evaluations ran and when, and the warm worker
+pool it draws from. A host (the daemon) adds only its own bookkeeping around it.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+import contextlib
+import time
+from collections.abc import Callable
 
 import trio
 
 from protocol.config import EvalConfig
-from protocol.events import Derivation, Event, event_from_json
+from protocol.events import Derivation
 from protocol.query import Filter
 
 from .errors import SessionError
+from .event_stream import Decoded, EventStream, stream_events
 from .graph import Diff, Graph, diff_graphs
 from .pool import WorkerPool
+from .query_index import QueryIndex
 from .scheduler import EventSink, Scheduler, Summary
 
 
 class Session:
     """One evaluation config and its warm graph. Not safe for concurrent evaluations."""
 
-    def __init__(self, config: EvalConfig, pool: WorkerPool | None = None) -> None:
+    def __init__(self, config: EvalConfig, pool: WorkerPool | None = None, *, indexed: bool = False) -> None:
+        """`pool` hands out warm workers (else each run spawns its own); `indexed` builds a
+        QueryIndex of every new graph (what a long-lived host answering queries wants)."""
         self.config = config
+        self.key = config.session_key()  # what is evaluated: fixed for the session's life
         self.pool = pool
+        self.indexed = indexed
         self.graph: Graph | None = None
-        self.last_summary: Summary | None = None
+        self.index: QueryIndex | None = None  # of `graph`, replaced together with it
+        self.last_summary: Summary | None = None  # of the last successful evaluation
+        self.evaluations = 0  # successful ones
+        self.evaluated_at: float | None = None  # wall-clock end of the last successful one
+        self.last_eval_end = time.monotonic()  # monotonic end of the last one, even failed
         self._streamed = False
 
     @classmethod
-    async def open(cls, config: EvalConfig, cwd: str | None = None, pool: WorkerPool | None = None) -> Session:
+    async def open(
+        cls, config: EvalConfig, cwd: str | None = None, pool: WorkerPool | None = None, *, indexed: bool = False
+    ) -> Session:
         """Validates `config` and resolves its local paths (against `cwd`); nothing is evaluated yet.
 
         With a running `pool` (see WorkerPool), workers come from it instead of being spawned."""
-        return cls(config.validate().resolved(cwd), pool)
+        return cls(config.validate().resolved(cwd), pool, indexed=indexed)
 
     def reconfigure(self, config: EvalConfig) -> None:
         """Changes how the next evaluation runs (workers, memory, timeout...); what is
@@ -51,15 +67,16 @@ class Session:
         self.config = config
 
     @property
-    def key(self) -> str:
-        return self.config.session_key()
+    def memory_bytes(self) -> int:
+        """The estimated size of the warm graph as indexed (0 without an index)."""
+        return self.index.memory_bytes if self.index is not None else 0
 
     async def evaluate(self, sink: EventSink | None = None, *, progress: bool | None = False) -> Summary:
         """Runs one evaluation; every NDJSON chunk goes to `sink`; the result becomes the warm graph."""
         return await self._evaluate(sink, None, progress)
 
     async def _evaluate(
-        self, sink: EventSink | None, decoded: Callable[[list[dict[str, Any]]], None] | None, progress: bool | None
+        self, sink: EventSink | None, decoded: Callable[[Decoded], None] | None, progress: bool | None
     ) -> Summary:
         """`evaluate`, also handing each chunk's events, as the graph decoded them, to `decoded`."""
         graph = Graph()
@@ -71,28 +88,34 @@ class Session:
             if decoded is not None:
                 decoded(events)
 
-        summary = await Scheduler(self.config, collect, progress=progress, pool=self.pool).run()
-        self.graph, self.last_summary = graph, summary
+        try:
+            summary = await Scheduler(self.config, collect, progress=progress, pool=self.pool).run()
+        finally:
+            self.last_eval_end = time.monotonic()
+        # Built in a thread so that the host keeps answering (queries of the old graph
+        # included) meanwhile, ~0.3 s per 100k derivations; nothing else touches this graph.
+        index = await trio.to_thread.run_sync(QueryIndex, graph) if self.indexed else None
+        self.graph, self.index, self.last_summary = graph, index, summary
+        self.evaluations += 1
+        self.evaluated_at = time.time()
         return summary
 
-    async def stream(self) -> AsyncIterator[Event]:
-        """Evaluates and yields every event (single use). Drain it to populate the warm graph;
-        wrap it in `contextlib.aclosing` if you may stop early."""
+    def stream(self) -> contextlib.AbstractAsyncContextManager[EventStream]:
+        """Evaluates, handing out every event as it arrives (single use):
+
+            async with session.stream() as events:
+                async for event in events: ...
+
+        Drain it to populate the warm graph; leaving the block early stops the evaluation and
+        its workers. An input that cannot load raises InputError, as `evaluate()` does."""
         if self._streamed:
             raise SessionError("Session.stream() can be used once; call diff_once() to evaluate again")
         self._streamed = True
-        send, receive = trio.open_memory_channel[list[dict[str, Any]]](math.inf)
 
-        async def produce() -> None:
-            async with send:
-                await self._evaluate(None, send.send_nowait, False)
+        async def produce(send: Callable[[Decoded], None]) -> None:
+            await self._evaluate(None, send, False)
 
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(produce)
-            async with receive:
-                async for events in receive:
-                    for event in events:
-                        yield event_from_json(event)
+        return stream_events(produce)
 
     async def query_snapshot(self, flt: Filter | None = None) -> list[Derivation]:
         """Derivations of the warm graph matching `flt` (all when None), ordered by attribute path."""
@@ -109,3 +132,4 @@ class Session:
         await self.evaluate(sink)
         assert self.graph is not None
         return diff_graphs(old, self.graph)
+
