@@ -174,8 +174,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     # `evix daemon ...` is handed to evixd's own parser before this one runs (see main.py);
     # registered here so that `evix --help` lists it.
-    sub.add_parser("daemon", help="run the daemon (same as evixd; `evix daemon --help` for its options)",
-                   add_help=False)
+    sub.add_parser("daemon", help="start the daemon in the background (same as evixd; `evix daemon --help`), "
+                                  "or `evix daemon status|stop`", add_help=False)
     return parser
 
 

@@ -20,7 +20,7 @@ from .daemon_client import DaemonClient, DaemonError, DaemonUnavailable
 
 log = logging.getLogger("evix")
 
-START_HINT = "start one with `evix daemon --foreground` or `systemctl --user enable --now evixd.socket`"
+START_HINT = "start one with `evix daemon` or `systemctl --user enable --now evixd.socket`"
 # Refusals that come before any output, so local evaluation can still take over.
 _FALLBACK_CODES = (rpc.TooManyConnectionsError.CODE, rpc.ForbiddenError.CODE, rpc.ShuttingDownError.CODE,
                    rpc.ProtocolVersionError.CODE)

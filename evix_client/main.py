@@ -20,6 +20,10 @@ def main(argv: list[str] | None = None) -> int:
 
         return run_worker()
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["daemon"] and argv[1:2] in (["status"], ["stop"]):  # light: no daemon code
+        from .daemon_control import main as control_main
+
+        return control_main(argv[1:])
     if argv[:1] == ["daemon"]:  # the daemon has its own options (evixd's)
         from evixd.daemon.main import main as daemon_main
 

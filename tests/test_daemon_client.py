@@ -98,7 +98,7 @@ def test_query_and_diff_without_a_daemon_say_so(work: Path) -> None:
         result = run_evix(cmd, "--file", "jobs.nix", cwd=work, socket_path=missing)
         assert result.code == 1
         assert f"no evix daemon is listening on {missing}" in result.stderr
-        assert "evix daemon --foreground" in result.stderr
+        assert "start one with `evix daemon`" in result.stderr
 
 
 def test_eval_falls_back_to_local_without_a_daemon(work: Path) -> None:

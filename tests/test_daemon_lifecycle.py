@@ -130,8 +130,6 @@ def test_evix_daemon_subcommand_runs_the_same_daemon(work: Path) -> None:
     daemon = start_daemon(sock, cmd=[*command("evix"), "daemon"])
     assert daemon.call("status")["protocolVersion"] == rpc.PROTOCOL_VERSION
     assert daemon.stop() == 0
-    plain = subprocess.run([*command("evixd")], capture_output=True, text=True, env=evix_env())
-    assert plain.returncode == 2 and "--foreground" in plain.stderr
 
 
 def test_another_uid_is_refused_by_peer_credentials(work: Path) -> None:
@@ -220,6 +218,7 @@ def test_socket_activation_uses_the_inherited_socket(work: Path) -> None:
     listener.listen(16)
     fd = listener.fileno()
     # As systemd does: the socket on fd 3, LISTEN_FDS=1, LISTEN_PID = the daemon's own pid.
+    # No --foreground: started by systemd, it must not detach (systemd watches this process).
     launcher = (
         "import os, sys\n"
         "os.dup2(int(sys.argv[1]), 3)\n"
@@ -233,7 +232,7 @@ def test_socket_activation_uses_the_inherited_socket(work: Path) -> None:
     log_path = work / "activated.log"
     with open(log_path, "wb") as log:
         proc = subprocess.Popen(
-            [sys.executable, "-c", launcher, str(fd), evixd[0], "--foreground", "--socket", str(unused), "-v"],
+            [sys.executable, "-c", launcher, str(fd), evixd[0], "--socket", str(unused), "-v"],
             pass_fds=(fd,), stdin=subprocess.DEVNULL, stdout=log, stderr=log, env=evix_env(),
         )
     listener.close()  # only the daemon holds it now
@@ -242,6 +241,7 @@ def test_socket_activation_uses_the_inherited_socket(work: Path) -> None:
         with DaemonClient.connect(str(path)) as c:
             status = c.call("status")
             assert status["socketActivated"] is True and status["socket"] == str(path)
+            assert status["pid"] == proc.pid  # the process systemd started serves: it did not detach
         nix = write_jobs(work / "jobs.nix")
         config = config_for(nix)
         with DaemonClient.connect(str(path)) as c:

@@ -96,8 +96,10 @@ def bind_unix(path: str, backlog: int = 128) -> ListeningSocket:
     """Listens on `path` (mode 0600), replacing a stale socket; see the module docstring."""
     _clear_path(path)
     parent = os.path.dirname(path) or "."
-    if not os.path.isdir(parent):
+    try:
         os.makedirs(parent, mode=0o700, exist_ok=True)
+    except OSError as e:
+        raise SocketSetupError(f"cannot create the socket's directory {parent}: {e.strerror or e}") from None
     sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         old_umask = os.umask(0o077)

@@ -4,7 +4,8 @@
 can connect, and runs until SIGTERM/SIGINT or a `shutdown` request. Stopping goes in
 order: stop accepting and remove the socket file (so new clients fall back to local
 evaluation at once), cancel running requests (each answers "shutting down") with
-`grace_seconds` for them to finish, then stop every session's workers.
+`grace_seconds` for them to finish, then stop every session's workers. `ServeHooks` hear
+each step (bound, ready, stopping, stopped): the pid file and sd_notify live there.
 """
 
 from __future__ import annotations
@@ -33,6 +34,23 @@ from .listening_socket import ListeningSocket, bind_unix, from_systemd
 log = logging.getLogger("evix.daemon")
 
 ACCEPT_RETRY = 0.1  # seconds to wait when out of file descriptors
+
+
+class ServeHooks:
+    """What `serve` tells its runner at each step of the daemon's life (no-ops by default;
+    evixd.daemon.lifecycle writes the pid file and notifies systemd and a detached start)."""
+
+    def listening(self, path: str) -> None:
+        """The socket is bound; raising an EvixError refuses the start (the socket is removed)."""
+
+    def ready(self, path: str) -> None:
+        """Clients can connect."""
+
+    def stopping(self) -> None:
+        """A stop was requested: the socket is about to go."""
+
+    def stopped(self) -> None:
+        """Everything is closed; the process is about to exit."""
 
 
 class Daemon:
@@ -120,10 +138,13 @@ class Daemon:
             self.request_shutdown()
 
 
-async def serve(settings: DaemonSettings, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED) -> None:
+async def serve(settings: DaemonSettings, *, task_status: trio.TaskStatus[str] = trio.TASK_STATUS_IGNORED,
+                hooks: ServeHooks | None = None) -> None:
     """Runs the daemon until asked to stop; `task_status.started(path)` once it listens."""
+    hooks = hooks or ServeHooks()
     listening = (from_systemd() if settings.socket_activation else None) or bind_unix(settings.socket_path)
     try:
+        hooks.listening(listening.path)
         listener = trio.SocketListener(trio.socket.from_stdlib_socket(listening.sock))
         log.info("listening on %s%s (pid %d)", listening.path,
                  " (socket from systemd)" if not listening.owned else "", os.getpid())
@@ -138,17 +159,18 @@ async def serve(settings: DaemonSettings, *, task_status: trio.TaskStatus[str] =
                     outer.start_soon(daemon.watch_signals, signals, outer.cancel_scope)
                 async with trio.open_nursery() as sessions:
                     await sessions.start(registry.run)
-                    await _serve_connections(daemon, listener, task_status)
+                    await _serve_connections(daemon, listener, task_status, hooks)
                     sessions.cancel_scope.cancel()  # the pools close their workers on the way out
                 outer.cancel_scope.cancel()
     finally:
         listening.sock.close()
         listening.remove()
+        hooks.stopped()
     log.info("stopped")
 
 
 async def _serve_connections(daemon: Daemon, listener: trio.SocketListener,
-                             task_status: trio.TaskStatus[str]) -> None:
+                             task_status: trio.TaskStatus[str], hooks: ServeHooks) -> None:
     """Accepts until a stop is requested, then stops accepting and lets connections end."""
     async with trio.open_nursery() as conns:
         accepting = trio.CancelScope()
@@ -159,7 +181,9 @@ async def _serve_connections(daemon: Daemon, listener: trio.SocketListener,
 
         conns.start_soon(accept)
         task_status.started(daemon.listening.path)
+        hooks.ready(daemon.listening.path)
         await daemon.stop_requested.wait()
+        hooks.stopping()
         accepting.cancel()
         await listener.aclose()
         daemon.listening.remove()  # new clients see no daemon at once (and evaluate locally)
