@@ -2,7 +2,10 @@
 #
 # Walks `root` with evix's traversal semantics: the root is always expanded; below it an
 # attribute set is expanded only if `recurseForDerivations == true`; a value whose `type` is
-# "derivation" contributes its drvPath; anything else is skipped. A broken item is skipped
+# "derivation" contributes its drvPath; a function is first auto-called as evix does without
+# --arg (`{ a ? 1 }:` with { }, a `__functor` set through its functor; `x: ...` and builtins
+# stay uncalled, and one with a required formal is an error event in evix, nothing here);
+# anything else is skipped. A broken item is skipped
 # with `builtins.tryEval`, which catches `throw` and `assert` only, so items whose error
 # tryEval cannot catch (e.g. a missing attribute) are listed in `skip` (attribute paths).
 #
@@ -12,11 +15,21 @@
 let
   inherit (builtins) attrNames concatMap elem isAttrs length sort tryEval;
 
+  hasPattern = re: f: length (builtins.split re (builtins.toXML f)) > 1;
+  # The value as evix's traversal sees it: functions auto-called (null: no value to report).
+  called = v:
+    if builtins.isFunction v then
+      if hasPattern "<attrspat" v then
+        (if builtins.all (d: d) (builtins.attrValues (builtins.functionArgs v)) then called (v { }) else null)
+      else v
+    else if isAttrs v && v ? __functor then called (v.__functor v)
+    else v;
+
   # One attribute: [ drvPath ] for a derivation, the paths below it for a set to expand.
-  visit = path: v:
+  visit = path: v0:
     if elem path skip then [ ]
     else
-      let isSet = tryEval (isAttrs v); in
+      let c = tryEval (called v0); v = c.value; isSet = tryEval (c.success && isAttrs v); in
       if !(isSet.success && isSet.value) then [ ]
       else
         let isDrv = tryEval ((v.type or null) == "derivation"); in

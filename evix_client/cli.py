@@ -25,7 +25,10 @@ events (one JSON object per line):
   error       {"attr", "attrPath", "error", "fatal"}: Nix's message for that attribute
 
 traversal: the root is always expanded; below it an attribute set is expanded only if
-it has `recurseForDerivations = true` (or with --force-recurse).
+it has `recurseForDerivations = true` (or with --force-recurse). A function at any depth is
+called with the --arg/--argstr values, as nix-eval-jobs does (one that cannot be called is an
+error event; `x: ...` is skipped). A set that is one of its own ancestors is an error event
+("attribute set cycle: a.b.a is a"), and so is a set at --max-depth that would be expanded.
 
 exit status: 0 when the run completed (even with error events), 1 when the input cannot
 be loaded, 2 for a usage error, 130 when interrupted.
@@ -46,9 +49,9 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     one.add_argument("--file", metavar="PATH", help="a Nix file")
     n = p.add_argument_group("Nix")
     n.add_argument("--arg", nargs=2, action="append", default=[], metavar=("NAME", "EXPR"),
-                   help="pass a Nix expression to the root if it is a function (as nix-instantiate does)")
+                   help="pass a Nix expression to every function met, the root and those below it (as nix-eval-jobs)")
     n.add_argument("--argstr", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
-                   help="pass a string to the root if it is a function")
+                   help="pass a string to every function met, the root included")
     n.add_argument("--override-input", nargs=2, action="append", default=[], metavar=("NAME", "REF"),
                    help="replace a flake input (--flake only)")
     n.add_argument("--option", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
@@ -57,6 +60,9 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
                    help="add to the lookup path (<nixpkgs>), before NIX_PATH")
     t = p.add_argument_group("traversal and output")
     t.add_argument("--force-recurse", action="store_true", help="expand every attribute set, ignoring recurseForDerivations")
+    t.add_argument("--max-depth", type=positive_count, default=EvalConfig().max_depth, metavar="N",
+                   help="longest attribute path traversed; a set at depth N that would be expanded is an "
+                        f"error event instead (default {EvalConfig().max_depth})")
     t.add_argument("--meta", action="store_true", help="include each derivation's meta as JSON")
     t.add_argument("--show-input-drvs", action="store_true", help="include inputDrvs read from each .drv file")
 
@@ -191,6 +197,7 @@ def config_from_args(ns: argparse.Namespace) -> EvalConfig:
         lookup_path=tuple(ns.include),
         nix_path=os.environ.get("NIX_PATH", ""),
         force_recurse=ns.force_recurse,
+        max_depth=ns.max_depth,
         meta=ns.meta,
         show_input_drvs=ns.show_input_drvs,
         workers=ns.workers,

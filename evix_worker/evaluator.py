@@ -4,6 +4,9 @@ A batch is a list of chunks `(parent path, child names)` (names None: the path i
 used for the root). For each child the worker emits at most one event as a JSON line:
 a derivation, an attrset to traverse (root always; below it only with
 `recurseForDerivations = true` or `--force-recurse`), or an error; anything else is skipped.
+A function is auto-called with the --arg/--argstr values first, as nix-eval-jobs does, and
+its result judged by the same rules. A set that is its own ancestor, or deeper than
+`--max-depth`, is an error instead (traversal_limits.py).
 Attrsets this worker has traversed are kept, so walking to a parent is one lookup.
 """
 
@@ -23,6 +26,7 @@ from protocol.config import EvalConfig
 from protocol.events import attrset_event, derivation_event, error_event, fields_drv_path, format_attr, quote_attr
 
 from . import drvfile, gcroots
+from .traversal_limits import cut_reason
 
 ATTRS = ValueType.ATTRS
 
@@ -49,6 +53,7 @@ class Evaluator:
         self.limit_kib = config.max_memory_mb * 1024
         self.expand_all = config.force_recurse
         self.recycling = False
+        self._auto_args: nixffi.Value | None = None  # the --arg/--argstr set, made at the first function
 
     # ---- batches ------------------------------------------------------------------------
     def run(self, chunks: list[list[Any]], mark: Callable[[int], None]) -> BatchOutcome:
@@ -97,7 +102,8 @@ class Evaluator:
     def _set_at(self, path: tuple[str, ...]) -> nixffi.Value:
         v = self.sets.get(path)
         if v is None:
-            v = self.sets[path] = self._set_at(path[:-1]).get(path[-1])  # get() forces it
+            parent = self._set_at(path[:-1])
+            v = self.sets[path] = self._auto_called(parent.get(path[-1]))  # get() forces it
         return v
 
     # ---- one attribute ------------------------------------------------------------------
@@ -118,11 +124,42 @@ class Evaluator:
             if kind == Kind.DERIVATION:
                 self._derivation(v, path + (name,), prefix + quote_attr(name), out)
             elif kind == Kind.TRAVERSE:
-                child_path = path + (name,)
-                self.sets[child_path] = v
-                self._attrset(v, child_path, prefix + quote_attr(name), out)
+                self._traverse(v, path + (name,), prefix + quote_attr(name), out)
+            elif kind == Kind.FUNCTION:
+                self._function(v, path + (name,), prefix + quote_attr(name), out)
         except (NixError, OSError, drvfile.DrvParseError) as e:
             self._error(path + (name,), prefix + quote_attr(name), e, out)
+
+    def _traverse(self, v: nixffi.Value, path: tuple[str, ...], attr: str, out: BatchOutcome) -> None:
+        """A set below the root to expand, unless it is its own ancestor or too deep."""
+        reason = cut_reason(self.sets, path, v, self.config.max_depth)
+        if reason is not None:
+            out.errors += 1
+            out.events.append(orjson.dumps({"attr": attr, "attrPath": path, "error": reason, "fatal": False}))
+            return
+        self.sets[path] = v
+        self._attrset(v, path, attr, out)
+
+    def _function(self, fn: nixffi.Value, path: tuple[str, ...], attr: str, out: BatchOutcome) -> None:
+        """A function below the root, auto-called; a result that is neither a derivation nor a
+        set to traverse (`x: x` stays a function) is skipped, as nix-eval-jobs does."""
+        v = self._call(fn)
+        kind = classify(v, self.expand_all)
+        if kind == Kind.DERIVATION:
+            self._derivation(v, path, attr, out)
+        elif kind == Kind.TRAVERSE:
+            self._traverse(v, path, attr, out)
+
+    def _call(self, fn: nixffi.Value) -> nixffi.Value:
+        """Nix's autoCallFunction with --arg/--argstr (a missing argument raises Nix's error)."""
+        if self._auto_args is None:
+            args = [nixffi.AutoArg(a.name, a.value, a.is_string) for a in self.config.args]
+            self._auto_args = fn.state.auto_args(args, self.config.base_dir or None)
+        return fn.state.auto_call_with(fn, self._auto_args)
+
+    def _auto_called(self, v: nixffi.Value) -> nixffi.Value:
+        """`v` as the traversal sees it: auto-called when it is a function (walking to a set)."""
+        return self._call(v) if classify(v, True) == Kind.FUNCTION else v
 
     # ---- events ---------------------------------------------------------------------------
     def _attrset(self, v: nixffi.Value, path: tuple[str, ...], attr: str, out: BatchOutcome) -> None:

@@ -37,7 +37,8 @@ def _select(value: nixffi.Value, fragment: str, what: str) -> nixffi.Value:
 
 
 def load(config: EvalConfig) -> nixffi.Value:
-    """Evaluates the root of `config` (flake output, file or expression, auto-called with --arg)."""
+    """Evaluates the root of `config` (flake output, file or expression), auto-called with --arg
+    as nix-eval-jobs does for the root too."""
     config.validate()
     # The config is the whole truth: a worker of the daemon must not see the daemon's NIX_PATH.
     if config.nix_path:
@@ -66,7 +67,7 @@ def load(config: EvalConfig) -> nixffi.Value:
                 dict(config.override_inputs),
                 lock.read_text() if lock is not None and lock.exists() else None,
             )
-            root = _select(flake.get("outputs"), fragment, f"flake {config.flake}")
+            root = state.auto_call(_select(flake.get("outputs"), fragment, f"flake {config.flake}"), args, base_dir)
         elif config.file is not None:
             if not Path(config.file).exists():
                 raise LoadError(f"--file {config.file}: no such file")

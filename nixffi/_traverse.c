@@ -2,7 +2,7 @@
  * answered in one call instead of ~10 calls from Python. Compiled into nixffi._nixlib
  * (see _build.py); uses only the public Nix C API. Single-threaded, like all of nixffi. */
 
-enum { EVIX_ERROR = -1, EVIX_SKIP = 0, EVIX_DERIVATION = 1, EVIX_TRAVERSE = 2, EVIX_ATTRS = 3 };
+enum { EVIX_ERROR = -1, EVIX_SKIP = 0, EVIX_DERIVATION = 1, EVIX_TRAVERSE = 2, EVIX_ATTRS = 3, EVIX_FUNCTION = 4 };
 
 static void evix_json_string(evix_buf * b, const char * s, size_t n) {
     static const char hex[] = "0123456789abcdef";
@@ -55,10 +55,14 @@ static int evix_string_attr(nix_c_context * c, EvalState * st, const nix_value *
 }
 
 /* What the traversal does with `v`: skip it, report a derivation, traverse an attribute
- * set, or leave an attribute set alone. Forces `v`. */
+ * set, leave an attribute set alone, or auto-call it (a function, or a set with `__functor`:
+ * what Nix's autoCallFunction calls, checked first as Nix does). Forces `v`. */
 static int evix_classify(nix_c_context * c, EvalState * st, nix_value * v, int force_recurse) {
     if (nix_value_force(c, st, v) != NIX_OK) return EVIX_ERROR;
-    if (nix_get_type(c, v) != NIX_TYPE_ATTRS) return EVIX_SKIP;
+    ValueType type = nix_get_type(c, v);
+    if (type == NIX_TYPE_FUNCTION) return EVIX_FUNCTION;
+    if (type != NIX_TYPE_ATTRS) return EVIX_SKIP;
+    if (nix_has_attr_byname(c, v, st, "__functor")) return EVIX_FUNCTION;
     int t = evix_string_attr(c, st, v, "type");
     if (t < 0) return EVIX_ERROR;
     if (t == 1 && evix_scratch.len == 10 && memcmp(evix_scratch.data, "derivation", 10) == 0)
@@ -72,15 +76,15 @@ static int evix_classify(nix_c_context * c, EvalState * st, nix_value * v, int f
     return yes ? EVIX_TRAVERSE : EVIX_ATTRS;
 }
 
-/* The child `name` of the attribute set `parent`, classified. On DERIVATION or TRAVERSE the
- * child is returned in *out (one reference, for the caller to release). */
+/* The child `name` of the attribute set `parent`, classified. On DERIVATION, TRAVERSE or
+ * FUNCTION the child is returned in *out (one reference, for the caller to release). */
 static int evix_classify_child(nix_c_context * c, EvalState * st, const nix_value * parent, const char * name,
                                int force_recurse, nix_value ** out) {
     *out = NULL;
     nix_value * v = nix_get_attr_byname(c, parent, st, name);
     if (!v) return EVIX_ERROR;
     int kind = evix_classify(c, st, v, force_recurse);
-    if (kind == EVIX_DERIVATION || kind == EVIX_TRAVERSE)
+    if (kind == EVIX_DERIVATION || kind == EVIX_TRAVERSE || kind == EVIX_FUNCTION)
         *out = v;
     else
         evix_release(v);

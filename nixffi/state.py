@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from . import autocall
 from ._native import check, ctx, ffi, init, lib, owned, raise_error
 from .store import Store
 from .value import Value, ValueType
@@ -128,32 +129,14 @@ class EvalState:
         return self.attrs(values)
 
     def auto_call(self, value: Value, args: Sequence[AutoArg], base_dir: str | None = None) -> Value:
-        """Calls `value` as nix-instantiate does when it is a function taking an attribute set.
-
-        A function with formals gets the arguments it names, or all of them when it has
-        `...` (a missing one without a default is Nix's own error); a plain `x: ...` lambda
-        and builtins are left uncalled; `__functor` sets are called through their functor.
-        """
+        """Calls `value` as nix-instantiate does when it is a function taking an attribute set
+        (see `auto_call_with`); the arguments are built for this one call."""
         t = value.type
         if t != ValueType.FUNCTION and not (t == ValueType.ATTRS and value.has("__functor")):
             return value
-        return self.helper(_AUTO_CALL).call(self.auto_args(args, base_dir), value)
+        return self.auto_call_with(value, self.auto_args(args, base_dir))
 
-
-# Our auto-caller, with Nix's rules. Nix's language cannot tell `{ }:` from `x:` or see `...`
-# through functionArgs, but `builtins.toXML` prints a function's pattern
-# (<varpat> or <attrspat ellipsis="1">), and only the pattern, not the body.
-_AUTO_CALL = """
-autoArgs: f:
-  let
-    has = needle: s: builtins.length (builtins.split needle s) > 1;
-    call = g:
-      if builtins.isFunction g then
-        let pattern = builtins.toXML g; in
-        if !(has "<attrspat" pattern) then g
-        else if has "<attrspat[^>]*ellipsis=.1." pattern then g autoArgs
-        else g (builtins.intersectAttrs (builtins.functionArgs g) autoArgs)
-      else if builtins.isAttrs g && g ? __functor then call (g.__functor g)
-      else g;
-  in call f
-"""
+    def auto_call_with(self, value: Value, auto_args: Value) -> Value:
+        """Nix's autoCallFunction with the set `auto_args` (from `auto_args`, made once and
+        reused); the rules are in autocall.py."""
+        return autocall.auto_call(self, value, auto_args)

@@ -2,7 +2,8 @@
 
 `classify_child` looks a child up, forces it and says whether it is a derivation, an
 attribute set to traverse (`recurseForDerivations = true`, or any set when forced), another
-attribute set, or something to skip. `derivation_json` renders a derivation's name, system,
+attribute set, a function to auto-call (a lambda, a primop or a `__functor` set), or
+something to skip. `derivation_json` renders a derivation's name, system,
 drvPath and outputs as JSON members, `attr_names_json` a set's sorted names. Each replaces
 ~10 Python-level C calls per attribute.
 """
@@ -23,13 +24,14 @@ class Kind(enum.IntEnum):
     DERIVATION = 1
     TRAVERSE = 2
     ATTRS = 3
+    FUNCTION = 4
 
 
-_KINDS = (Kind.SKIP, Kind.DERIVATION, Kind.TRAVERSE, Kind.ATTRS)
+_KINDS = (Kind.SKIP, Kind.DERIVATION, Kind.TRAVERSE, Kind.ATTRS, Kind.FUNCTION)
 
 
 def classify_child(parent: Value, name: bytes, force_recurse: bool) -> tuple[Kind, Value | None]:
-    """The kind of `parent.<name>`, and the child itself for DERIVATION and TRAVERSE.
+    """The kind of `parent.<name>`, and the child itself for DERIVATION, TRAVERSE and FUNCTION.
 
     Raises NixError when looking it up or forcing it fails.
     """

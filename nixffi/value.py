@@ -63,6 +63,12 @@ class Value:
             raise_error()
         return cls(ptr, state)
 
+    def is_same(self, other: Value) -> bool:
+        """True when both are one and the same Nix value, not merely equal ones: the C API
+        hands out the `nix_value *` an attribute is stored in, and `inherit x` stores x's own
+        value, while a thunk (`y = x.y`) is a value of its own even once it is forced."""
+        return self._ptr == other._ptr
+
     # ---- forcing and type ---------------------------------------------------------------
     def force(self) -> Value:
         check(lib.nix_value_force(ctx, self.state._ptr, self._ptr))

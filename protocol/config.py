@@ -1,9 +1,10 @@
 """What to evaluate and how: the configuration shared by the CLI, the library, workers and the daemon.
 
 Fields split in two. Those that change the result (input, args, overrides, options, lookup
-path, recursion, meta, input drvs) form the canonical JSON whose sha256 is the session key.
-Those that only change how it is computed (workers, memory limit, timeout, GC roots,
-worker command, forking) do not, so `evix query` finds the session without repeating `--workers`.
+path, recursion, depth limit, meta, input drvs) form the canonical JSON whose sha256 is the
+session key. Those that only change how it is computed (workers, memory limit, timeout, GC
+roots, worker command, forking) do not, so `evix query` finds the session without repeating
+`--workers`.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ class EvalConfig:
     force_recurse: bool = False
     meta: bool = False
     show_input_drvs: bool = False
+    max_depth: int = 100  # longest attrPath traversed: a cut for what cycle detection misses
     # how, not what:
     workers: int = 1
     max_memory_mb: int = 4096
@@ -69,6 +71,8 @@ class EvalConfig:
             raise ConfigError("--override-input only applies to --flake")
         if self.workers < 1:
             raise ConfigError("--workers must be at least 1 (remote workers are not available yet)")
+        if self.max_depth < 1:
+            raise ConfigError("--max-depth must be at least 1")
         if self.max_memory_mb <= 0:
             raise ConfigError("--max-memory must be a positive number of MiB")
         if self.item_timeout is not None and self.item_timeout <= 0:
@@ -149,7 +153,7 @@ class EvalConfig:
                     kw[name] = tuple(str(x) for x in value)
                 elif name in ("force_recurse", "meta", "show_input_drvs", "fork_workers", "warm_template"):
                     kw[name] = _typed(name, value, bool)
-                elif name in ("workers", "max_memory_mb"):
+                elif name in ("workers", "max_memory_mb", "max_depth"):
                     kw[name] = _typed(name, value, int)
                 elif name == "item_timeout":
                     kw[name] = float(_typed(name, value, (int, float)))

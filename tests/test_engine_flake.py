@@ -36,6 +36,7 @@ def flake(tmp_path_factory) -> Path:
         nested = { recurseForDerivations = true; inner = mk "inner"; };
       };
       packages.x86_64-linux.default = mk "pkg";
+      fnJobs = { suffix ? "-d" }: { hello = mk "fn${suffix}"; };
     };
 }
 """ % (root / "dep")
@@ -57,6 +58,14 @@ def test_flake_fragment_selects_the_root(flake: Path):
     assert drvs["hello"]["name"] == "hello-original"
     assert drvs["hello"]["drvPath"] == _nix_eval_drv(f"path:{flake}#hydraJobs.hello.drvPath")
     assert drvs["nested.inner"]["drvPath"] == _nix_eval_drv(f"path:{flake}#hydraJobs.nested.inner.drvPath")
+
+
+def test_a_flake_root_that_is_a_function_is_auto_called(flake: Path):
+    run = eval_locally("--flake", ".#fnJobs", "--argstr", "suffix", "-x", cwd=flake)
+    assert run.code == 0, run.stderr
+    assert set(run.derivations()) == {"hello"}
+    expected = _nix_eval_drv(f"path:{flake}#fnJobs", "--apply", 'f: (f { suffix = "-x"; }).hello.drvPath')
+    assert run.derivations()["hello"]["drvPath"] == expected
 
 
 def test_flake_without_fragment_walks_the_outputs(flake: Path):

@@ -33,3 +33,20 @@ def test_auto_call_matches_nix_instantiate(nix_state, expr):
     else:
         assert cli.returncode == 0, cli.stderr
         assert value.to_python() == json.loads(cli.stdout)
+
+
+def test_the_traversal_sees_every_callable_as_a_function(nix_state):
+    """classify_child: lambdas, builtins and `__functor` sets (even a derivation with one,
+    which Nix's autoCallFunction calls first) are FUNCTION; other values keep their kind."""
+    from nixffi.traverse import Kind, classify_child
+
+    parent = nix_state.eval_string("""{
+      lambda = x: x; formals = { a ? 1 }: a; builtin = builtins.map;
+      functor = { __functor = self: x: x; };
+      functorDrv = { type = "derivation"; __functor = self: x: x; };
+      drv = { type = "derivation"; }; plain = { a = 1; }; number = 1;
+    }""")
+    kinds = {name: classify_child(parent, name.encode(), False)[0] for name in parent.names()}
+    assert kinds == {"lambda": Kind.FUNCTION, "formals": Kind.FUNCTION, "builtin": Kind.FUNCTION,
+                     "functor": Kind.FUNCTION, "functorDrv": Kind.FUNCTION, "drv": Kind.DERIVATION,
+                     "plain": Kind.ATTRS, "number": Kind.SKIP}

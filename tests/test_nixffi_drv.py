@@ -180,10 +180,24 @@ def test_auto_call_functor_and_non_function(nix_state: nixffi.EvalState, nix_ins
 def test_auto_call_missing_argument_fails_like_nix(nix_state: nixffi.EvalState, nix_eval_error: Any,
                                                    tmp_path: Path) -> None:
     f = write_nix(tmp_path, "autocall.nix", AUTO_CALLED)
-    nix_eval_error(f, "--arg", "x", "1")  # nix-instantiate refuses too
+    expected = nix_eval_error(f, "--arg", "x", "1")  # nix-instantiate refuses too
     with pytest.raises(nixffi.NixError) as e:
         drv_path(nix_state.auto_call(nix_state.eval_file(f), [nixffi.AutoArg("x", "1")]))
-    assert "'y'" in e.value.message
+    # Nix's own words (autoCallFunction's), the formal's position and the source lines
+    assert e.value.message == expected
+    assert e.value.info.startswith("cannot evaluate a function that has an argument without a value ('y')")
+    # with `...` every argument is passed, and the call fails as Nix's call does
+    dots = write_nix(tmp_path, "dots.nix", "{ y, ... }: y")
+    with pytest.raises(nixffi.NixError) as e:
+        nix_state.auto_call(nix_state.eval_file(dots), [nixffi.AutoArg("x", "1")])
+    assert e.value.info == "function 'anonymous lambda' called without required argument 'y'"
+    assert e.value.info in nix_eval_error(dots, "--arg", "x", "1")
+
+
+def test_auto_call_stops_a_functor_that_returns_itself(nix_state: nixffi.EvalState) -> None:
+    """Nix follows `{ __functor = self: self; }` forever; auto_call gives up with an error."""
+    with pytest.raises(nixffi.NixError, match="__functor returned a set with __functor"):
+        nix_state.auto_call(nix_state.eval_string("{ __functor = self: self; }"), [])
 
 
 async def test_drvpaths_match_parallel_cli(nix_state: nixffi.EvalState, pkgs_file: Path) -> None:

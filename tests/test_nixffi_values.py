@@ -183,3 +183,13 @@ def test_has_function() -> None:
     assert nixffi.has_function("nix_value_call")
     assert nixffi.has_function("nix_expr_eval_from_string")
     assert not nixffi.has_function("nix_evix_made_up_function")
+
+
+def test_is_same_is_value_identity(nix_state: nixffi.EvalState) -> None:
+    """What the traversal's cycle check relies on: the C API hands out the value an attribute
+    is stored in, and `inherit` stores the inherited value itself; a copy is another value."""
+    root = nix_state.eval_string("let s = { inherit s; t = s.s; u = { }; }; in { inherit s; }")
+    s = root.get("s")
+    assert s.is_same(s.get("s")) and s.get("s").is_same(s.get("s").get("s"))
+    assert not s.is_same(s.get("t"))  # a thunk of its own, though equal once forced
+    assert not s.is_same(root) and not s.get("u").is_same(s)

@@ -32,13 +32,17 @@ def test_config_key_is_canonical_and_ignores_how():
                       workers=8, max_memory_mb=1, item_timeout=2.0, gc_roots_dir="/r")
     assert base.session_key() == same.session_key()
     for changed in (EvalConfig(file="/y.nix"), EvalConfig(file="/x.nix", meta=True),
-                    EvalConfig(file="/x.nix", force_recurse=True), EvalConfig(file="/x.nix", show_input_drvs=True)):
+                    EvalConfig(file="/x.nix", force_recurse=True), EvalConfig(file="/x.nix", show_input_drvs=True),
+                    EvalConfig(file="/x.nix", max_depth=7)):
         assert changed.session_key() != base.session_key()
 
 
 def test_config_json_round_trip_and_rejects_unknown_fields():
-    c = EvalConfig(flake="/f#x", override_inputs=(("dep", "path:/d"),), lookup_path=("n=/p",), workers=3, item_timeout=1.5)
-    assert EvalConfig.from_json(c.to_json()) == c
+    c = EvalConfig(flake="/f#x", override_inputs=(("dep", "path:/d"),), lookup_path=("n=/p",), workers=3, item_timeout=1.5,
+                   max_depth=12)
+    assert EvalConfig.from_json(c.to_json()) == c and c.to_json()["maxDepth"] == 12
+    with pytest.raises(ConfigError, match="--max-depth"):
+        EvalConfig.from_json({"file": "/x", "maxDepth": 0}).validate()
     with pytest.raises(ConfigError, match="unknown config field"):
         EvalConfig.from_json({"file": "/x", "wrokers": 2})
     with pytest.raises(ConfigError, match="wrong type"):
