@@ -20,7 +20,8 @@ attribute is an error event, never the end of the run.
 EVAL_EPILOG = """\
 events (one JSON object per line):
   derivation  {"attr", "attrPath", "name", "system", "drvPath", "outputs"} (+ "meta",
-              "inputDrvs", "constituents" when asked for or present)
+              "metaError", "inputDrvs", "constituents" when asked for or present;
+              "metaError" {"path", "message"}: the first part of meta that failed)
   attrset     {"attr", "attrPath", "attrs"}: a set that is traversed
   error       {"attr", "attrPath", "error", "fatal"}: Nix's message for that attribute
 
@@ -57,7 +58,8 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
                    help="add to the lookup path (<nixpkgs>), before NIX_PATH")
     t = p.add_argument_group("traversal and output")
     t.add_argument("--force-recurse", action="store_true", help="expand every attribute set, ignoring recurseForDerivations")
-    t.add_argument("--meta", action="store_true", help="include each derivation's meta as JSON")
+    t.add_argument("--meta", action="store_true",
+                   help="include each derivation's meta as JSON (and metaError when a part of it fails)")
     t.add_argument("--show-input-drvs", action="store_true", help="include inputDrvs read from each .drv file")
 
 
@@ -108,6 +110,8 @@ def add_filter_options(p: argparse.ArgumentParser) -> None:
     f.add_argument("--name", action="append", metavar="NAME", help="derivation name, exactly")
     f.add_argument("--drv-path", action="append", metavar="PATH", help="store path of the .drv, exactly")
     f.add_argument("--attr-glob", action="append", metavar="PATTERN", help="shell pattern over the attribute path")
+    f.add_argument("--meta-error", action=argparse.BooleanOptionalAction, default=None,
+                   help="only derivations whose meta failed to evaluate (--no-meta-error: only those whose meta is fine)")
 
 
 def filter_from_args(ns: argparse.Namespace) -> Filter:
@@ -115,7 +119,7 @@ def filter_from_args(ns: argparse.Namespace) -> Filter:
         return tuple(values) if values else None
 
     return Filter(systems=opt(ns.system), attr_prefix=opt(ns.attr_prefix), names=opt(ns.name),
-                  drv_paths=opt(ns.drv_path), attr_globs=opt(ns.attr_glob))
+                  drv_paths=opt(ns.drv_path), attr_globs=opt(ns.attr_glob), meta_error=ns.meta_error)
 
 
 PAIR_OPTIONS = {"--arg": "arg", "--argstr": "argstr", "--override-input": "override_input", "--option": "option"}

@@ -23,6 +23,7 @@ from protocol.config import EvalConfig
 from protocol.events import format_attr, quote_attr
 
 from . import drvfile, gcroots
+from .meta import lenient_meta
 
 ATTRS = ValueType.ATTRS
 
@@ -145,9 +146,11 @@ class Evaluator:
         parts = [b'{"attr":', orjson.dumps(attr), b',"attrPath":', orjson.dumps(path), b",", fields]
         config = self.config
         if config.meta and flags & HAS_META:
-            meta = self._meta(v)
+            meta, meta_error = lenient_meta(v)
             if meta is not None:
                 parts += [b',"meta":', meta]
+            if meta_error is not None:
+                parts += [b',"metaError":', orjson.dumps(meta_error)]
         if config.show_input_drvs or config.gc_roots_dir:
             drv_path = orjson.loads(b"{" + fields + b"}")["drvPath"]
             if config.show_input_drvs:
@@ -161,15 +164,6 @@ class Evaluator:
         parts.append(b"}")
         out.derivations += 1
         out.events.append(b"".join(parts))
-
-    @staticmethod
-    def _meta(v: nixffi.Value) -> bytes | None:
-        """meta as JSON; the parts that fail to evaluate or are not JSON are left out."""
-        try:
-            meta = v.get("meta").to_python(lenient=True)
-            return orjson.dumps(meta) if meta is not None else None
-        except (NixError, TypeError, orjson.JSONEncodeError):
-            return None
 
     @staticmethod
     def _constituents(v: nixffi.Value) -> list[str] | None:

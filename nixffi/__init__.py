@@ -21,6 +21,7 @@ from .settings import gc_heap_size as gc_heap_size
 from .settings import get_setting as get_setting
 from .settings import limit_gc_heap as limit_gc_heap
 from .settings import nix_version as nix_version
+from .settings import set_read_only_mode as set_read_only_mode
 from .settings import set_setting as set_setting
 from .state import AutoArg as AutoArg
 from .state import EvalState as EvalState

@@ -210,22 +210,31 @@ class Value:
         return result
 
     # ---- conversion ---------------------------------------------------------------------
-    def to_python(self, *, lenient: bool = False) -> Any:
+    def to_python(self, *, lenient: bool = False, failures: list[tuple[tuple[str | int, ...], Any]] | None = None) -> Any:
         """Deep conversion to JSON-like Python data.
 
         Paths become strings, functions None. With `lenient`, attributes and list elements
-        that fail to evaluate (or are functions) are left out instead of raising.
+        that fail to evaluate (or are functions) are left out instead of raising. With a
+        `failures` list (implies lenient), the first part that failed is appended to it as
+        `(path inside this value, NixError)`, the path made of names and list indices.
         """
-        return self._convert(self.type, lenient)
+        if failures is None:
+            return self._convert(self.type, lenient, None, None)
+        return self._convert(self.type, True, [], failures)
 
-    def _convert(self, t: ValueType, lenient: bool) -> Any:
-        """`to_python` of this value, forced, of type `t` (each node forced and typed once)."""
+    def _convert(self, t: ValueType, lenient: bool, trail: list[str | int] | None, failures: list | None) -> Any:
+        """`to_python` of this value, forced, of type `t` (each node forced and typed once);
+        `trail` is the path to it while failures are recorded, else None."""
         if t == ValueType.ATTRS:
             out = {}
             st = self.state._ptr
             for name in self.names():
+                if trail is not None:
+                    trail.append(name)
                 ptr = lib.nix_get_attr_byname(ctx, self._ptr, st, name.encode("utf-8", "surrogateescape"))
-                child = self._child(ptr, lenient, forced=True)
+                child = self._child(ptr, lenient, True, trail, failures)
+                if trail is not None:
+                    trail.pop()
                 if child is not _LEFT_OUT:
                     out[name] = child
             return out
@@ -233,7 +242,11 @@ class Value:
             items = []
             st = self.state._ptr
             for i in range(lib.nix_get_list_size(ctx, self._ptr)):
-                child = self._child(lib.nix_get_list_byidx(ctx, self._ptr, st, i), lenient, forced=False)
+                if trail is not None:
+                    trail.append(i)
+                child = self._child(lib.nix_get_list_byidx(ctx, self._ptr, st, i), lenient, False, trail, failures)
+                if trail is not None:
+                    trail.pop()
                 if child is not _LEFT_OUT:
                     items.append(child)
             return items
@@ -251,9 +264,9 @@ class Value:
             return self.as_path()
         return None
 
-    def _child(self, ptr: Any, lenient: bool, *, forced: bool) -> Any:
+    def _child(self, ptr: Any, lenient: bool, forced: bool, trail: list[str | int] | None, failures: list | None) -> Any:
         """The converted child `ptr` (a new reference, or NULL after an error); _LEFT_OUT when
-        lenient and it failed or is a function."""
+        lenient and it failed or is a function (a failure is recorded in `failures`)."""
         from .errors import NixError
 
         try:
@@ -265,10 +278,12 @@ class Value:
             t = ValueType(lib.nix_get_type(ctx, ptr))
             if lenient and t == ValueType.FUNCTION:
                 return _LEFT_OUT
-            return child._convert(t, lenient)
-        except NixError:
+            return child._convert(t, lenient, trail, failures)
+        except NixError as e:
             if not lenient:
                 raise
+            if failures is not None and not failures and trail is not None:
+                failures.append((tuple(trail), e))
             return _LEFT_OUT
 
     def __repr__(self) -> str:

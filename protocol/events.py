@@ -1,7 +1,8 @@
 """The event format that `evix eval` prints: one JSON object per line, camelCase keys.
 
     derivation: attr, attrPath, name, system, drvPath, outputs {name: path | null}
-                [+ meta] [+ inputDrvs {drvPath: [outputs]}] [+ constituents [drvPath | name]]
+                [+ meta] [+ metaError {path, message}] [+ inputDrvs {drvPath: [outputs]}]
+                [+ constituents [drvPath | name]]
     attrset:    attr, attrPath, attrs [child names, sorted]
     error:      attr, attrPath, error (Nix's message), fatal
 
@@ -28,6 +29,12 @@ def quote_attr(name: str) -> str:
 
 def format_attr(path: list[str] | tuple[str, ...]) -> str:
     return ".".join(quote_attr(p) for p in path)
+
+
+def format_value_path(path: tuple[str | int, ...]) -> str:
+    """A path inside a value (`metaError.path`): names as in `attr`, list indices as bare
+    numbers (`maintainers.0`; a name "0" would be `"0"`)."""
+    return ".".join(str(p) if isinstance(p, int) else quote_attr(p) for p in path)
 
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
@@ -77,6 +84,7 @@ class Derivation:
     meta: Any = None
     input_drvs: dict[str, list[str]] | None = None
     constituents: list[str] | None = None
+    meta_error: dict[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -103,7 +111,7 @@ def event_from_json(d: dict[str, Any]) -> Event:
     if "drvPath" in d:
         return Derivation(
             d["attr"], path, d["name"], d["system"], d["drvPath"], d["outputs"],
-            d.get("meta"), d.get("inputDrvs"), d.get("constituents"),
+            d.get("meta"), d.get("inputDrvs"), d.get("constituents"), d.get("metaError"),
         )
     if "error" in d:
         return Error(d["attr"], path, d["error"], bool(d.get("fatal", False)))
