@@ -61,6 +61,17 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     t.add_argument("--meta", action="store_true",
                    help="include each derivation's meta as JSON (and metaError when a part of it fails)")
     t.add_argument("--show-input-drvs", action="store_true", help="include inputDrvs read from each .drv file")
+    t.add_argument("--select", metavar="EXPR",
+                   help="a function applied to the root before traversal; it must return an attribute set "
+                        "(with a bare --flake REF it receives the whole flake: outputs, inputs, sourceInfo...)")
+    t.add_argument("--apply", metavar="EXPR",
+                   help="a function applied to each derivation; its result (a set) becomes extraValue")
+    t.add_argument("--no-instantiate", action="store_true",
+                   help="compute drvPaths and outputs without writing .drv files (no inputDrvs, "
+                        "requiredSystemFeatures, cache status or GC roots then)")
+    t.add_argument("--check-cache-status", action="store_true",
+                   help="add cacheStatus (local, cached, notBuilt), neededBuilds and neededSubstitutes, "
+                        "looked up in the store and Nix's substituters")
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -125,22 +136,23 @@ def filter_from_args(ns: argparse.Namespace) -> Filter:
 PAIR_OPTIONS = {"--arg": "arg", "--argstr": "argstr", "--override-input": "override_input", "--option": "option"}
 
 
-def take_pair_options(argv: list[str]) -> tuple[list[str], dict[str, list[list[str]]]]:
-    """Takes `--arg NAME VALUE`-style options out of `argv` before argparse sees them.
+def take_pair_options(argv: list[str], options: dict[str, str] = PAIR_OPTIONS) -> tuple[list[str], dict[str, list[list[str]]]]:
+    """Takes `--arg NAME VALUE`-style options (`options`: flag -> dest) out of `argv` before
+    argparse sees them.
 
     argparse refuses a value that starts with "-" (`--argstr suffix -rc1`), which
     nix-instantiate accepts: the two words after such an option are taken verbatim.
     """
     rest: list[str] = []
-    pairs: dict[str, list[list[str]]] = {dest: [] for dest in PAIR_OPTIONS.values()}
+    pairs: dict[str, list[list[str]]] = {dest: [] for dest in options.values()}
     i = 0
     while i < len(argv):
         word = argv[i]
         if word == "--":
             rest += argv[i:]
             break
-        if word in PAIR_OPTIONS and i + 2 < len(argv):  # else argparse reports what is missing
-            pairs[PAIR_OPTIONS[word]].append([argv[i + 1], argv[i + 2]])
+        if word in options and i + 2 < len(argv):  # else argparse reports what is missing
+            pairs[options[word]].append([argv[i + 1], argv[i + 2]])
             i += 3
             continue
         rest.append(word)
@@ -170,9 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_options(command("diff", "re-evaluate and compare with the daemon's warm session (needs the daemon)",
                                "Re-evaluate and compare with the daemon's warm session.", DIFF_EPILOG))
 
-    # `evix daemon ...` is handed to evixd's own parser before this one runs (see main.py);
-    # registered here so that `evix --help` lists it.
+    # `evix daemon ...` and `evix eval-jobs ...` are handed to their own parsers before this
+    # one runs (see main.py); registered here so that `evix --help` lists them.
     sub.add_parser("daemon", help="run the daemon (same as evixd; `evix daemon --help` for its options)",
+                   add_help=False)
+    sub.add_parser("eval-jobs", help="nix-eval-jobs' command line and output (same as evix-eval-jobs)",
                    add_help=False)
     return parser
 
@@ -191,6 +205,10 @@ def config_from_args(ns: argparse.Namespace) -> EvalConfig:
         force_recurse=ns.force_recurse,
         meta=ns.meta,
         show_input_drvs=ns.show_input_drvs,
+        select=ns.select,
+        apply=ns.apply,
+        no_instantiate=ns.no_instantiate,
+        check_cache_status=ns.check_cache_status,
         workers=ns.workers,
         max_memory_mb=ns.max_memory,
         item_timeout=ns.timeout,

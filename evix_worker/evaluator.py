@@ -18,12 +18,12 @@ import orjson
 
 import nixffi
 from nixffi import NixError, ValueType
-from nixffi.traverse import HAS_AGGREGATE, HAS_META, Kind, attr_names_json, classify, classify_child, derivation_json
+from nixffi.traverse import HAS_AGGREGATE, HAS_FEATURES, HAS_META, Kind, attr_names_json, classify, classify_child, derivation_json
 from protocol.config import EvalConfig
 from protocol.events import format_attr, quote_attr
 
-from . import drvfile, gcroots
-from .meta import lenient_meta
+from . import drvfile, gcroots, job_fields
+from .meta import lenient_meta, strict_meta
 
 ATTRS = ValueType.ATTRS
 
@@ -43,8 +43,9 @@ def peak_rss_kib() -> int:
 
 
 class Evaluator:
-    def __init__(self, root: nixffi.Value, config: EvalConfig) -> None:
+    def __init__(self, root: nixffi.Value, config: EvalConfig, apply: nixffi.Value | None = None) -> None:
         self.config = config
+        self.apply = apply  # the --apply function
         self.sets: dict[tuple[str, ...], nixffi.Value] = {(): root}
         self.limit_kib = config.max_memory_mb * 1024
         self.expand_all = config.force_recurse
@@ -143,27 +144,48 @@ class Evaluator:
 
     def _derivation(self, v: nixffi.Value, path: tuple[str, ...], attr: str, out: BatchOutcome) -> None:
         fields, flags = derivation_json(v)
-        parts = [b'{"attr":', orjson.dumps(attr), b',"attrPath":', orjson.dumps(path), b",", fields]
         config = self.config
-        if config.meta and flags & HAS_META:
-            meta, meta_error = lenient_meta(v)
-            if meta is not None:
-                parts += [b',"meta":', meta]
-            if meta_error is not None:
-                parts += [b',"metaError":', orjson.dumps(meta_error)]
-        if config.show_input_drvs or config.gc_roots_dir:
-            drv_path = orjson.loads(b"{" + fields + b"}")["drvPath"]
-            if config.show_input_drvs:
-                parts += [b',"inputDrvs":', orjson.dumps(drvfile.read_input_drvs(drv_path))]
-            if config.gc_roots_dir:
-                gcroots.add_root(config.gc_roots_dir, drv_path)
-        if flags & HAS_AGGREGATE:
+        extra: list[bytes] = []
+        if config.meta and (flags & HAS_META or config.nix_eval_jobs):
+            extra += self._meta_fields(v, flags)
+        if config.constituents and flags & HAS_AGGREGATE:
+            aggregate = job_fields.eval_jobs_constituents(v)
+            if aggregate is not None:
+                extra += [b',"' + k.encode() + b'":' + orjson.dumps(x) for k, x in aggregate.items()]
+        elif flags & HAS_AGGREGATE and not config.nix_eval_jobs:
             constituents = self._constituents(v)
             if constituents is not None:
-                parts += [b',"constituents":', orjson.dumps(constituents)]
-        parts.append(b"}")
+                extra += [b',"constituents":', orjson.dumps(constituents)]
+        if self.apply is not None:
+            extra += [b',"extraValue":', job_fields.extra_value(v, self.apply)]
+        if not config.no_instantiate and (config.show_input_drvs or config.gc_roots_dir or flags & HAS_FEATURES):
+            drv_path = orjson.loads(b"{" + fields + b"}")["drvPath"]
+            if flags & HAS_FEATURES:
+                platform, features = job_fields.drv_facts(drv_path)
+                if config.nix_eval_jobs:  # nix-eval-jobs' system is the .drv's platform
+                    d = orjson.loads(b"{" + fields + b"}")
+                    d["system"] = platform
+                    fields = orjson.dumps(d)[1:-1]
+                if features:
+                    extra += [b',"requiredSystemFeatures":', orjson.dumps(features)]
+            if config.show_input_drvs:
+                extra += [b',"inputDrvs":', orjson.dumps(drvfile.read_input_drvs(drv_path))]
+            if config.gc_roots_dir:
+                gcroots.add_root(config.gc_roots_dir, drv_path)
         out.derivations += 1
-        out.events.append(b"".join(parts))
+        out.events.append(b"".join([b'{"attr":', orjson.dumps(attr), b',"attrPath":', orjson.dumps(path), b",",
+                                    fields, *extra, b"}"]))
+
+    def _meta_fields(self, v: nixffi.Value, flags: int) -> list[bytes]:
+        """evix's lenient meta and metaError, or nix-eval-jobs' meta (null when there is none;
+        a failure is the job's error)."""
+        if self.config.nix_eval_jobs:
+            return [b',"meta":', orjson.dumps(strict_meta(v) if flags & HAS_META else None)]
+        meta, meta_error = lenient_meta(v)
+        fields = [b',"meta":', meta] if meta is not None else []
+        if meta_error is not None:
+            fields += [b',"metaError":', orjson.dumps(meta_error)]
+        return fields
 
     @staticmethod
     def _constituents(v: nixffi.Value) -> list[str] | None:

@@ -16,22 +16,21 @@ from typing import Any
 import orjson
 
 import nixffi
-from nixffi import NixError
+from nixffi import NixError, ValueType
 from protocol.events import format_value_path
 
-# nix-eval-jobs' rule (PackageInfo::queryMeta + checkMeta, then printValueAsJSON): an
-# attribute is kept when it is, all the way down, ints, bools, strings, floats, lists and
-# sets without outPath; checking forces it, so an error inside it is the job's error.
-_STRICT_META = """
-meta:
-let
-  check = v:
-    if builtins.isList v then builtins.all check v
-    else if builtins.isAttrs v then !(v ? outPath) && builtins.all (n: check v.${n}) (builtins.attrNames v)
-    else builtins.isInt v || builtins.isBool v || builtins.isString v || builtins.isFloat v;
-  kept = builtins.filter (n: check meta.${n}) (builtins.attrNames meta);
-in builtins.toJSON (builtins.listToAttrs (map (n: { name = n; value = meta.${n}; }) kept))
-"""
+_JSON_LEAVES = frozenset({ValueType.INT, ValueType.BOOL, ValueType.STRING, ValueType.FLOAT})
+
+
+def _checks(v: nixffi.Value) -> bool:
+    """Nix's PackageInfo::checkMeta: forces `v` all the way down (an error is raised) and says
+    whether it is only ints, bools, strings, floats, lists and sets without outPath."""
+    t = v.type
+    if t == ValueType.LIST:
+        return all(_checks(v.at(i)) for i in range(len(v)))
+    if t == ValueType.ATTRS:
+        return not v.has("outPath") and all(_checks(v.get(n)) for n in v.names())
+    return t in _JSON_LEAVES
 
 
 def lenient_meta(drv: nixffi.Value) -> tuple[bytes | None, dict[str, str] | None]:
@@ -53,7 +52,17 @@ def lenient_meta(drv: nixffi.Value) -> tuple[bytes | None, dict[str, str] | None
 
 
 def strict_meta(drv: nixffi.Value) -> Any:
-    """meta as nix-eval-jobs prints it (None when nothing is kept); NixError when it fails."""
+    """meta as nix-eval-jobs prints it (None when nothing is kept); NixError when it fails.
+
+    As PackageInfo::queryMeta: each attribute of `meta` is checked whole and kept only if it
+    passes; printValueAsJSON of what passes needs nothing more than `to_python`."""
     meta = drv.get("meta")
-    kept = orjson.loads(drv.state.helper(_STRICT_META).call(meta).as_str())
+    if meta.type != ValueType.ATTRS:
+        raise NixError(f"error: expected a set but found {meta.type.name.lower()}: "
+                       "while evaluating the 'meta' attribute of a derivation")
+    kept = {}
+    for name in meta.names():
+        value = meta.get(name)
+        if _checks(value):
+            kept[name] = value.to_python()
     return kept or None

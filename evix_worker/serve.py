@@ -17,7 +17,7 @@ from protocol import wire
 from protocol.config import ConfigError, EvalConfig
 
 from .evaluator import Evaluator, peak_rss_kib
-from .loader import LoadError, load
+from .loader import LoadError, load, load_apply
 from protocol.environment import PROGRESS_FD_ENV
 
 
@@ -84,6 +84,7 @@ def serve(in_fd: int, out_fd: int) -> int:
     try:
         config = EvalConfig.from_json(orjson.loads(setup.config))
         root = load(config)
+        apply = load_apply(config, root)
     except (LoadError, ConfigError) as e:
         write_all(out_fd, wire.encode_response(wire.Fatal(str(e))))
         return 1
@@ -94,7 +95,7 @@ def serve(in_fd: int, out_fd: int) -> int:
     # the input from loading; recycling (peak RSS over the limit) stays the normal path.
     limit = config.max_memory_mb << 20
     nixffi.limit_gc_heap(max(2 * limit, nixffi.gc_heap_size() + limit))
-    evaluator = Evaluator(root, config)
+    evaluator = Evaluator(root, config, apply)
     progress = _Progress()
     while True:
         try:

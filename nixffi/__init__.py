@@ -14,6 +14,7 @@ from ._native import init as init
 from .errors import NixError as NixError
 from .errors import NixUnavailableError as NixUnavailableError
 from .flake import load_flake as load_flake
+from .flake import locked_flake_ref as locked_flake_ref
 from .settings import apply_setting as apply_setting
 from .settings import enable_experimental_features as enable_experimental_features
 from .settings import enable_flakes as enable_flakes

@@ -57,6 +57,7 @@ class Summary:
     worker_deaths: int = 0
     recycled: int = 0
     batches: int = 0
+    worker_died_on: list[tuple[tuple[str, ...], str]] = field(default_factory=list)  # (attrPath, why)
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -300,6 +301,7 @@ class Scheduler:
             self._fail(f"cannot load {self.config.describe()}: {reason}")
             return
         log.warning("%s: %s", format_attr(full), reason)
+        self.summary.worker_died_on.append((full, reason))
         self.summary.errors += 1
         self.sink(orjson.dumps({"attr": format_attr(full), "attrPath": full, "error": reason, "fatal": False}) + b"\n")
 

@@ -1,0 +1,105 @@
+"""A run as nix-eval-jobs makes it (`evix-eval-jobs`): the same engine, its lines instead of
+evix's events.
+
+Events are turned into nix-eval-jobs lines as they arrive (protocol.eval_jobs). With one
+worker the lines are printed in ascending attrPath order, as nix-eval-jobs' single worker
+prints them, once the evaluation is done; with more they stream as they come. Aggregates
+that name their constituents (`--constituents`) are held back, resolved once every other
+job is known, and printed last, each after the aggregates it depends on.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from protocol.config import EvalConfig
+from protocol.eval_jobs import JobFormat, encode, job_name, path_order
+
+from evixd.worker_launch import SpawnedWorker
+
+from .errors import InputError
+from .scheduler import Scheduler, Summary
+
+log = logging.getLogger("evix.eval_jobs")
+
+Write = Callable[[bytes], Any]
+
+
+@dataclass
+class JobsCollector:
+    """Receives evix's NDJSON from the engine and writes nix-eval-jobs lines."""
+
+    config: EvalConfig
+    write: Write
+    flush: Callable[[], Any] = lambda: None
+    verbose: bool = False
+    format: JobFormat = field(init=False)
+    sorted_output: bool = field(init=False)
+    pending: list[dict[str, Any]] = field(default_factory=list)  # lines held for sorting
+    aggregates: list[dict[str, Any]] = field(default_factory=list)  # aggregates naming constituents
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {drvPath} or {error}
+
+    def __post_init__(self) -> None:
+        self.format = JobFormat.of(self.config)
+        self.sorted_output = self.config.workers == 1
+
+    def feed(self, data: bytes) -> None:
+        """An event sink for the Scheduler (whole NDJSON lines)."""
+        for line in data.splitlines():
+            if line:
+                self.take(orjson.loads(line))
+        if not self.sorted_output:
+            self.flush()  # streaming consumers start building while the run goes on
+
+    def take(self, event: dict[str, Any]) -> None:
+        job = self.format.job(event)
+        if job is None:
+            return
+        if "error" in job and self.verbose:
+            print(f"error: evaluating '{job['attr']}':\n{job['error']}", file=sys.stderr, flush=True)
+        if self.config.constituents:
+            self.jobs[job["attr"]] = {"error": job["error"]} if "error" in job else {"drvPath": job["drvPath"]}
+            if job.get("namedConstituents"):
+                self.aggregates.append(job)
+                return
+        if self.sorted_output:
+            self.pending.append(job)
+        else:
+            self.write(encode(job))
+
+    def finish_jobs(self) -> None:
+        """Prints the lines held for sorting (the run is over)."""
+        for job in sorted(self.pending, key=path_order):
+            self.write(encode(job))
+        self.pending.clear()
+
+
+async def run_eval_jobs(config: EvalConfig, write: Write, flush: Callable[[], Any] = lambda: None, *,
+                        spawned: list[SpawnedWorker] | None = None, verbose: bool = False) -> int:
+    """Evaluates `config`, writing nix-eval-jobs lines; returns nix-eval-jobs' exit status."""
+    collector = JobsCollector(config, write, flush, verbose)
+    try:
+        summary = await Scheduler(config, collector.feed, progress=False, spawned=spawned).run()
+    except InputError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    collector.finish_jobs()
+    flush()
+    for line in crash_report(summary):
+        print(line, file=sys.stderr)
+    return 1 if summary.worker_died_on else 0
+
+
+def crash_report(summary: Summary) -> list[str]:
+    """stderr lines for the attributes a worker died on (nix-eval-jobs would have failed)."""
+    lines = []
+    for path, reason in summary.worker_died_on:
+        hint = " (possible infinite recursion)" if "SIGSEGV" in reason or "stack overflow" in reason else ""
+        lines.append(f"error: worker died evaluating '{job_name(path)}': {reason}{hint}")
+    return lines
