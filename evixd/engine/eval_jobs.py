@@ -23,8 +23,10 @@ from protocol.eval_jobs import JobFormat, encode, job_name, path_order
 
 from evixd.worker_launch import SpawnedWorker
 
+from . import aggregates
 from .errors import InputError
 from .scheduler import Scheduler, Summary
+from .store_service import StoreService
 
 log = logging.getLogger("evix.eval_jobs")
 
@@ -79,6 +81,40 @@ class JobsCollector:
             self.write(encode(job))
         self.pending.clear()
 
+    async def finish_aggregates(self, store: StoreService | None) -> None:
+        """Resolves, rewrites and prints the aggregates held back, each after those it depends on."""
+        held = {job["attr"]: job for job in self.aggregates}
+        ordered, cycles = aggregates.order([aggregates.resolve(job, self.jobs) for job in self.aggregates])
+        for resolved in ordered:
+            job = held[resolved.name]
+            del job["namedConstituents"]
+            error = cycles.get(resolved.name) or self._broken(resolved)
+            if error:
+                job["error"] = self.jobs[resolved.name]["error"] = error
+            else:
+                await self._rewrite(job, resolved, store)
+            self.write(encode(job))
+        self.flush()
+
+    def _broken(self, resolved: aggregates.Resolved) -> str:
+        """The aggregate's error: one line per constituent that is missing or failed."""
+        broken = dict(resolved.broken)
+        broken.update((c, self.jobs[c]["error"]) for c in resolved.children if "error" in self.jobs[c])
+        return "".join(f"{name}: {error}\n" for name, error in sorted(broken.items()))
+
+    async def _rewrite(self, job: dict[str, Any], resolved: aggregates.Resolved, store: StoreService | None) -> None:
+        children = [self.jobs[c]["drvPath"] for c in resolved.children]
+        job["constituents"] = job["constituents"] + children
+        if not children or store is None:
+            return
+        result = await store.rewrite_aggregate(job["drvPath"], children, self.config.gc_roots_dir)
+        if "drvPath" in result:
+            log.debug("rewrote aggregate derivation %s -> %s", job["drvPath"], result["drvPath"])
+            job["drvPath"] = self.jobs[resolved.name]["drvPath"] = result["drvPath"]
+            job["outputs"] = dict(job["outputs"], **result["outputs"])
+        else:
+            log.warning("aggregate '%s' keeps its .drv: %s", resolved.name, result.get("skipped") or result.get("error"))
+
 
 async def run_eval_jobs(config: EvalConfig, write: Write, flush: Callable[[], Any] = lambda: None, *,
                         spawned: list[SpawnedWorker] | None = None, verbose: bool = False) -> int:
@@ -90,6 +126,9 @@ async def run_eval_jobs(config: EvalConfig, write: Write, flush: Callable[[], An
         print(f"error: {e}", file=sys.stderr)
         return 1
     collector.finish_jobs()
+    if collector.aggregates:
+        async with StoreService(config) as store:
+            await collector.finish_aggregates(store)
     flush()
     for line in crash_report(summary):
         print(line, file=sys.stderr)
