@@ -23,7 +23,7 @@ import orjson
 
 from .config import EvalConfig
 
-CACHE_FIELDS = ("isCached", "cacheStatus", "neededBuilds", "neededSubstitutes")
+CACHE_FIELDS = ("cacheStatus", "neededBuilds", "neededSubstitutes")  # isCached follows from cacheStatus
 
 
 def job_name(attr_path: list[str] | tuple[str, ...]) -> str:
@@ -69,8 +69,9 @@ class JobFormat:
             job["constituents"] = event.get("constituents", [])
             job["namedConstituents"] = event.get("namedConstituents", [])
             job["globConstituents"] = event.get("globConstituents", False)
-        if self.cache_status:
-            job.update((k, event[k]) for k in CACHE_FIELDS if k in event)
+        if self.cache_status and "cacheStatus" in event:
+            job.update((k, event[k]) for k in CACHE_FIELDS)
+            job["isCached"] = event["cacheStatus"] != "notBuilt"  # deprecated in nix-eval-jobs, still read
         return job
 
 

@@ -25,7 +25,8 @@ from evixd.worker_launch import SpawnedWorker
 
 from . import aggregates
 from .errors import InputError
-from .scheduler import Scheduler, Summary
+from .run import run_evaluation
+from .scheduler import Summary
 from .store_service import StoreService
 
 log = logging.getLogger("evix.eval_jobs")
@@ -121,7 +122,7 @@ async def run_eval_jobs(config: EvalConfig, write: Write, flush: Callable[[], An
     """Evaluates `config`, writing nix-eval-jobs lines; returns nix-eval-jobs' exit status."""
     collector = JobsCollector(config, write, flush, verbose)
     try:
-        summary = await Scheduler(config, collector.feed, progress=False, spawned=spawned).run()
+        summary = await run_evaluation(config, collector.feed, progress=False, spawned=spawned)
     except InputError as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

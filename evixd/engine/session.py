@@ -23,7 +23,8 @@ from protocol.query import Filter
 from .errors import SessionError
 from .graph import Diff, Graph, diff_graphs
 from .pool import WorkerPool
-from .scheduler import EventSink, Scheduler, Summary
+from .run import run_evaluation
+from .scheduler import EventSink, Summary
 
 
 class Session:
@@ -71,7 +72,7 @@ class Session:
             if decoded is not None:
                 decoded(events)
 
-        summary = await Scheduler(self.config, collect, progress=progress, pool=self.pool).run()
+        summary = await run_evaluation(self.config, collect, progress=progress, pool=self.pool)
         self.graph, self.last_summary = graph, summary
         return summary
 
