@@ -37,7 +37,7 @@ def lenient_meta(drv: nixffi.Value) -> tuple[bytes | None, dict[str, str] | None
     """(meta as JSON or None, metaError or None) for evix's events."""
     try:
         meta = drv.get("meta")
-        failures: list[tuple[tuple[str | int, ...], NixError]] = []
+        failures: list[tuple[list[str | int], NixError]] = []
         converted = meta.to_python(failures=failures)
     except NixError as e:  # `meta` itself fails
         return None, {"path": "", "message": e.message}
@@ -48,7 +48,7 @@ def lenient_meta(drv: nixffi.Value) -> tuple[bytes | None, dict[str, str] | None
     if not failures:
         return data, None
     path, error = failures[0]
-    return data, {"path": format_value_path(path), "message": error.message}
+    return data, {"path": format_value_path(tuple(path)), "message": error.message}
 
 
 def strict_meta(drv: nixffi.Value) -> Any:

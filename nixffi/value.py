@@ -210,7 +210,7 @@ class Value:
         return result
 
     # ---- conversion ---------------------------------------------------------------------
-    def to_python(self, *, lenient: bool = False, failures: list[tuple[tuple[str | int, ...], Any]] | None = None) -> Any:
+    def to_python(self, *, lenient: bool = False, failures: list[tuple[list[str | int], Any]] | None = None) -> Any:
         """Deep conversion to JSON-like Python data.
 
         Paths become strings, functions None. With `lenient`, attributes and list elements
@@ -219,22 +219,27 @@ class Value:
         `(path inside this value, NixError)`, the path made of names and list indices.
         """
         if failures is None:
-            return self._convert(self.type, lenient, None, None)
-        return self._convert(self.type, True, [], failures)
+            return self._convert(self.type, lenient, None)
+        return self._convert(self.type, True, failures)
 
-    def _convert(self, t: ValueType, lenient: bool, trail: list[str | int] | None, failures: list | None) -> Any:
-        """`to_python` of this value, forced, of type `t` (each node forced and typed once);
-        `trail` is the path to it while failures are recorded, else None."""
+    def _convert(self, t: ValueType, lenient: bool, failures: list | None) -> Any:
+        """`to_python` of this value, forced, of type `t` (each node forced and typed once).
+
+        The failure's path is built on the way back up: a frame during whose child the
+        (single) failure was recorded adds that child's key in front, so the conversion
+        itself keeps no path."""
         if t == ValueType.ATTRS:
             out = {}
             st = self.state._ptr
             for name in self.names():
-                if trail is not None:
-                    trail.append(name)
                 ptr = lib.nix_get_attr_byname(ctx, self._ptr, st, name.encode("utf-8", "surrogateescape"))
-                child = self._child(ptr, lenient, True, trail, failures)
-                if trail is not None:
-                    trail.pop()
+                if failures is None:
+                    child = self._child(ptr, lenient, True, None)
+                else:
+                    seen = len(failures)
+                    child = self._child(ptr, lenient, True, failures)
+                    if len(failures) != seen:
+                        failures[0][0].insert(0, name)
                 if child is not _LEFT_OUT:
                     out[name] = child
             return out
@@ -242,11 +247,14 @@ class Value:
             items = []
             st = self.state._ptr
             for i in range(lib.nix_get_list_size(ctx, self._ptr)):
-                if trail is not None:
-                    trail.append(i)
-                child = self._child(lib.nix_get_list_byidx(ctx, self._ptr, st, i), lenient, False, trail, failures)
-                if trail is not None:
-                    trail.pop()
+                ptr = lib.nix_get_list_byidx(ctx, self._ptr, st, i)
+                if failures is None:
+                    child = self._child(ptr, lenient, False, None)
+                else:
+                    seen = len(failures)
+                    child = self._child(ptr, lenient, False, failures)
+                    if len(failures) != seen:
+                        failures[0][0].insert(0, i)
                 if child is not _LEFT_OUT:
                     items.append(child)
             return items
@@ -264,9 +272,9 @@ class Value:
             return self.as_path()
         return None
 
-    def _child(self, ptr: Any, lenient: bool, forced: bool, trail: list[str | int] | None, failures: list | None) -> Any:
+    def _child(self, ptr: Any, lenient: bool, forced: bool, failures: list | None) -> Any:
         """The converted child `ptr` (a new reference, or NULL after an error); _LEFT_OUT when
-        lenient and it failed or is a function (a failure is recorded in `failures`)."""
+        lenient and it failed or is a function (the first failure is recorded in `failures`)."""
         from .errors import NixError
 
         try:
@@ -278,12 +286,12 @@ class Value:
             t = ValueType(lib.nix_get_type(ctx, ptr))
             if lenient and t == ValueType.FUNCTION:
                 return _LEFT_OUT
-            return child._convert(t, lenient, trail, failures)
+            return child._convert(t, lenient, failures)
         except NixError as e:
             if not lenient:
                 raise
-            if failures is not None and not failures and trail is not None:
-                failures.append((tuple(trail), e))
+            if failures is not None and not failures:
+                failures.append(([], e))
             return _LEFT_OUT
 
     def __repr__(self) -> str:

@@ -44,7 +44,7 @@ class JobsCollector:
     verbose: bool = False
     format: JobFormat = field(init=False)
     sorted_output: bool = field(init=False)
-    pending: list[dict[str, Any]] = field(default_factory=list)  # lines held for sorting
+    pending: list[tuple[tuple[str, ...], bytes]] = field(default_factory=list)  # (order, line) held for sorting
     aggregates: list[dict[str, Any]] = field(default_factory=list)  # aggregates naming constituents
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {drvPath} or {error}
 
@@ -71,15 +71,16 @@ class JobsCollector:
             if job.get("namedConstituents"):
                 self.aggregates.append(job)
                 return
-        if self.sorted_output:
-            self.pending.append(job)
+        if self.sorted_output:  # encoded now: 10k lines kept as bytes, not dicts the GC keeps walking
+            self.pending.append((path_order(job), encode(job)))
         else:
             self.write(encode(job))
 
     def finish_jobs(self) -> None:
         """Prints the lines held for sorting (the run is over)."""
-        for job in sorted(self.pending, key=path_order):
-            self.write(encode(job))
+        self.pending.sort(key=lambda p: p[0])
+        for _, line in self.pending:
+            self.write(line)
         self.pending.clear()
 
     async def finish_aggregates(self, store: StoreService | None) -> None:
