@@ -2,7 +2,8 @@
 
     derivation: attr, attrPath, name, system, drvPath, outputs {name: path | null}
                 [+ meta] [+ metaError {path, message}] [+ inputDrvs {drvPath: [outputs]}]
-                [+ constituents [drvPath | name]]
+                [+ constituents [drvPath | name]] [+ requiredSystemFeatures] [+ extraValue]
+                [+ cacheStatus, neededBuilds, neededSubstitutes]
     attrset:    attr, attrPath, attrs [child names, sorted]
     error:      attr, attrPath, error (Nix's message), fatal
 
@@ -85,6 +86,11 @@ class Derivation:
     input_drvs: dict[str, list[str]] | None = None
     constituents: list[str] | None = None
     meta_error: dict[str, str] | None = None
+    required_system_features: list[str] | None = None
+    extra_value: Any = None
+    cache_status: str | None = None
+    needed_builds: list[str] | None = None
+    needed_substitutes: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -112,6 +118,8 @@ def event_from_json(d: dict[str, Any]) -> Event:
         return Derivation(
             d["attr"], path, d["name"], d["system"], d["drvPath"], d["outputs"],
             d.get("meta"), d.get("inputDrvs"), d.get("constituents"), d.get("metaError"),
+            d.get("requiredSystemFeatures"), d.get("extraValue"), d.get("cacheStatus"), d.get("neededBuilds"),
+            d.get("neededSubstitutes"),
         )
     if "error" in d:
         return Error(d["attr"], path, d["error"], bool(d.get("fatal", False)))

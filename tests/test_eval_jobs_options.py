@@ -117,3 +117,15 @@ def test_show_input_drvs_lists_the_drvs_inputs(tmp_path: Path):
                             app["drvPath"]], capture_output=True, text=True, check=True)
     inputs = json.loads(shown.stdout)[app["drvPath"]]["inputDrvs"]
     assert app["inputDrvs"] == {p: sorted(v["outputs"]) for p, v in inputs.items()}
+
+
+def test_library_events_carry_the_new_fields():
+    from protocol.events import Derivation, event_from_json
+
+    event = event_from_json({"attr": "a", "attrPath": ["a"], "name": "a", "system": "x", "drvPath": "/d",
+                             "outputs": {}, "extraValue": {"n": 1}, "requiredSystemFeatures": ["kvm"],
+                             "cacheStatus": "local", "neededBuilds": [], "neededSubstitutes": [],
+                             "metaError": {"path": "", "message": "m"}})
+    assert isinstance(event, Derivation)
+    assert (event.extra_value, event.required_system_features, event.cache_status) == ({"n": 1}, ["kvm"], "local")
+    assert event.meta_error == {"path": "", "message": "m"}
