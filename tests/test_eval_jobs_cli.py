@@ -158,3 +158,22 @@ def test_evix_eval_jobs_subcommand_is_the_same(one_worker):
     out = subprocess.run([sys.executable, "-m", "evix_client", "eval-jobs", str(JOBS)], capture_output=True,
                          cwd=REPO, check=True)
     assert out.stdout == one_worker.stdout
+
+
+def test_arguments_from_a_file_and_stdin_and_an_eval_store(tmp_path: Path):
+    f = tmp_path / "arg.nix"
+    f.write_text('{ x }: { a = derivation { name = x; system = "x86_64-linux"; builder = "/bin/sh"; }; }')
+    (tmp_path / "value").write_text("from-file")
+    by_file = eval_jobs(str(f), "--arg-from-file", "x", str(tmp_path / "value"), "--debug", "--log-format", "bar")
+    by_stdin = eval_jobs(str(f), "--arg-from-stdin", "x", "--quiet", stdin="from-stdin")
+    for run, name in ((by_file, "from-file"), (by_stdin, "from-stdin")):
+        assert run.code == 0, run.stderr
+        job = run.by_attr()["a"]
+        assert job["name"] == name and job["drvPath"] == nix_job(f'import {f} {{ x = "{name}"; }}', ["a"])["drvPath"]
+    store = tmp_path / "chroot"
+    unique = f"eval-store-{tmp_path.name}"
+    run = eval_jobs("--eval-store", f"local?root={store}", "-E",
+                    f'{{ a = derivation {{ name = "{unique}"; system = "x86_64-linux"; builder = "/bin/sh"; }}; }}')
+    assert run.code == 0, run.stderr
+    drv = run.by_attr()["a"]["drvPath"]
+    assert (store / drv.lstrip("/")).exists() and not Path(drv).exists()
