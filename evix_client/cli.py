@@ -191,6 +191,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def shared_fields(ns: argparse.Namespace) -> dict[str, object]:
+    """The EvalConfig fields `evix eval` and `evix-eval-jobs` take from options of the same name."""
+    return dict(lookup_path=tuple(ns.include), nix_path=os.environ.get("NIX_PATH", ""),
+                force_recurse=ns.force_recurse, meta=ns.meta, show_input_drvs=ns.show_input_drvs,
+                select=ns.select, apply=ns.apply, no_instantiate=ns.no_instantiate,
+                check_cache_status=ns.check_cache_status, gc_roots_dir=ns.gc_roots_dir)
+
+
 def config_from_args(ns: argparse.Namespace) -> EvalConfig:
     args = tuple(Arg(n, v, False) for n, v in ns.arg) + tuple(Arg(n, v, True) for n, v in ns.argstr)
     return EvalConfig(
@@ -200,17 +208,8 @@ def config_from_args(ns: argparse.Namespace) -> EvalConfig:
         args=args,
         override_inputs=tuple(map(tuple, ns.override_input)),
         options=tuple(map(tuple, ns.option)),
-        lookup_path=tuple(ns.include),
-        nix_path=os.environ.get("NIX_PATH", ""),
-        force_recurse=ns.force_recurse,
-        meta=ns.meta,
-        show_input_drvs=ns.show_input_drvs,
-        select=ns.select,
-        apply=ns.apply,
-        no_instantiate=ns.no_instantiate,
-        check_cache_status=ns.check_cache_status,
+        **shared_fields(ns),  # type: ignore[arg-type]
         workers=ns.workers,
         max_memory_mb=ns.max_memory,
         item_timeout=ns.timeout,
-        gc_roots_dir=ns.gc_roots_dir,
     ).resolved()

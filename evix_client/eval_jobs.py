@@ -7,14 +7,13 @@ Parsing only; the run itself (evixd.engine.eval_jobs) is imported once workers a
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from protocol import nix_settings
 from protocol.argtypes import positive_count
 from protocol.config import Arg, ConfigError, EvalConfig
 
-from .cli import take_pair_options
+from .cli import shared_fields, take_pair_options
 
 PROG = "evix-eval-jobs"
 
@@ -167,22 +166,13 @@ def config_from(ns: argparse.Namespace, pairs: dict[str, list[list[str]]], setti
         args=tuple(args),
         override_inputs=tuple((n, r) for n, r in pairs["override_input"]),
         options=tuple(options),  # type: ignore[arg-type]
-        lookup_path=tuple(ns.include),
-        nix_path=os.environ.get("NIX_PATH", ""),
-        force_recurse=ns.force_recurse,
-        meta=ns.meta,
-        show_input_drvs=ns.show_input_drvs,
-        select=ns.select,
-        apply=ns.apply,
-        no_instantiate=ns.no_instantiate,
-        check_cache_status=ns.check_cache_status,
+        **shared_fields(ns),  # type: ignore[arg-type]
         reference_lock_file=ns.reference_lock_file,
         pure_eval=ns.flake and not ns.impure,
         nix_eval_jobs=True,
         constituents=ns.constituents,
         workers=ns.workers,
         max_memory_mb=ns.max_memory_size,
-        gc_roots_dir=ns.gc_roots_dir,
         eval_store=ns.eval_store,
     ).resolved().validate()
 

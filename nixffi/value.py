@@ -233,13 +233,7 @@ class Value:
             st = self.state._ptr
             for name in self.names():
                 ptr = lib.nix_get_attr_byname(ctx, self._ptr, st, name.encode("utf-8", "surrogateescape"))
-                if failures is None:
-                    child = self._child(ptr, lenient, True, None)
-                else:
-                    seen = len(failures)
-                    child = self._child(ptr, lenient, True, failures)
-                    if len(failures) != seen:
-                        failures[0][0].insert(0, name)
+                child = self._child(ptr, lenient, True, failures, name)
                 if child is not _LEFT_OUT:
                     out[name] = child
             return out
@@ -247,14 +241,7 @@ class Value:
             items = []
             st = self.state._ptr
             for i in range(lib.nix_get_list_size(ctx, self._ptr)):
-                ptr = lib.nix_get_list_byidx(ctx, self._ptr, st, i)
-                if failures is None:
-                    child = self._child(ptr, lenient, False, None)
-                else:
-                    seen = len(failures)
-                    child = self._child(ptr, lenient, False, failures)
-                    if len(failures) != seen:
-                        failures[0][0].insert(0, i)
+                child = self._child(lib.nix_get_list_byidx(ctx, self._ptr, st, i), lenient, False, failures, i)
                 if child is not _LEFT_OUT:
                     items.append(child)
             return items
@@ -272,9 +259,10 @@ class Value:
             return self.as_path()
         return None
 
-    def _child(self, ptr: Any, lenient: bool, forced: bool, failures: list | None) -> Any:
-        """The converted child `ptr` (a new reference, or NULL after an error); _LEFT_OUT when
-        lenient and it failed or is a function (the first failure is recorded in `failures`)."""
+    def _child(self, ptr: Any, lenient: bool, forced: bool, failures: list | None, key: str | int) -> Any:
+        """The converted child `ptr` (a new reference, or NULL after an error) at `key`;
+        _LEFT_OUT when lenient and it failed or is a function (the first failure is recorded
+        in `failures`, and each frame it passes through puts its key in front of its path)."""
         from .errors import NixError
 
         try:
@@ -286,12 +274,18 @@ class Value:
             t = ValueType(lib.nix_get_type(ctx, ptr))
             if lenient and t == ValueType.FUNCTION:
                 return _LEFT_OUT
-            return child._convert(t, lenient, failures)
+            if failures is None:
+                return child._convert(t, lenient, None)
+            seen = len(failures)
+            converted = child._convert(t, lenient, failures)
+            if len(failures) != seen:
+                failures[0][0].insert(0, key)
+            return converted
         except NixError as e:
             if not lenient:
                 raise
             if failures is not None and not failures:
-                failures.append(([], e))
+                failures.append(([key], e))
             return _LEFT_OUT
 
     def __repr__(self) -> str:

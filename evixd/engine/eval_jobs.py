@@ -45,7 +45,7 @@ class JobsCollector:
     format: JobFormat = field(init=False)
     sorted_output: bool = field(init=False)
     pending: list[tuple[tuple[str, ...], bytes]] = field(default_factory=list)  # (order, line) held for sorting
-    aggregates: list[dict[str, Any]] = field(default_factory=list)  # aggregates naming constituents
+    held: list[dict[str, Any]] = field(default_factory=list)  # aggregates naming constituents, for the end
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {drvPath} or {error}
 
     def __post_init__(self) -> None:
@@ -69,7 +69,7 @@ class JobsCollector:
         if self.config.constituents:
             self.jobs[job["attr"]] = {"error": job["error"]} if "error" in job else {"drvPath": job["drvPath"]}
             if job.get("namedConstituents"):
-                self.aggregates.append(job)
+                self.held.append(job)
                 return
         if self.sorted_output:  # encoded now: 10k lines kept as bytes, not dicts the GC keeps walking
             self.pending.append((path_order(job), encode(job)))
@@ -85,8 +85,8 @@ class JobsCollector:
 
     async def finish_aggregates(self, store: StoreService | None) -> None:
         """Resolves, rewrites and prints the aggregates held back, each after those it depends on."""
-        held = {job["attr"]: job for job in self.aggregates}
-        ordered, cycles = aggregates.order([aggregates.resolve(job, self.jobs) for job in self.aggregates])
+        held = {job["attr"]: job for job in self.held}
+        ordered, cycles = aggregates.order([aggregates.resolve(job, self.jobs) for job in self.held])
         for resolved in ordered:
             job = held[resolved.name]
             del job["namedConstituents"]
@@ -128,7 +128,7 @@ async def run_eval_jobs(config: EvalConfig, write: Write, flush: Callable[[], An
         print(f"error: {e}", file=sys.stderr)
         return 1
     collector.finish_jobs()
-    if collector.aggregates:
+    if collector.held:
         async with StoreService(config) as store:
             await collector.finish_aggregates(store)
     flush()
