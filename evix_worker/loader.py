@@ -72,10 +72,14 @@ def _flake_root(config: EvalConfig, store: nixffi.Store) -> nixffi.Value:
     overrides = dict(config.override_inputs)
     if config.pure_eval:  # pure mode takes only locked references: lock them while impure
         impure = nixffi.EvalState(store, lookup_path=config.lookup_path)
-        ref = nixffi.locked_flake_ref(impure, ref)
-        overrides = {name: nixffi.locked_flake_ref(impure, r) for name, r in overrides.items()}
+        locked = [nixffi.locked_flake_ref(impure, r) for r in (ref, *overrides.values())]
         del impure
-        nixffi.apply_setting("pure-eval", "true")
+        if None in locked:
+            print(f"warning: {config.flake}: a Git tree is dirty, so it cannot be locked: evaluating in impure mode",
+                  file=sys.stderr, flush=True)
+        else:
+            ref, overrides = locked[0], dict(zip(overrides, locked[1:]))  # type: ignore[arg-type]
+            nixffi.apply_setting("pure-eval", "true")
     state = nixffi.EvalState(store, lookup_path=config.lookup_path)
     if config.reference_lock_file is not None:
         try:

@@ -39,21 +39,22 @@ def load_flake(
     return state.helper(_CALL_FLAKE).call(state.attrs(args))
 
 
-def locked_flake_ref(state: EvalState, ref: str) -> str:
+def locked_flake_ref(state: EvalState, ref: str) -> str | None:
     """`ref` locked to what it points at now (its narHash, and rev when it has one), so that
-    `builtins.getFlake` accepts it in pure evaluation mode. `state` must be impure."""
+    `builtins.getFlake` accepts it in pure evaluation mode; None when it cannot be locked (a
+    dirty Git tree has no rev). `state` must be impure."""
     enable_flakes()
-    return state.helper(_LOCK_REF).call(state.string(ref)).as_str()
+    return state.helper(_LOCK_REF).call(state.string(ref)).as_str() or None
 
 
-# Dirty Git trees have no rev: the result is then still unlocked, and pure mode refuses it.
 _LOCK_REF = """
 ref:
 let
   source = (builtins.getFlake ref).sourceInfo;
   pins = builtins.intersectAttrs { narHash = null; rev = null; } source;
   attrs = builtins.parseFlakeRef ref // pins;
-in builtins.deepSeq attrs (builtins.flakeRefToString attrs)
+  needsRev = builtins.elem attrs.type [ "git" "github" "gitlab" "sourcehut" "hg" ];
+in if needsRev && !(pins ? rev) then "" else builtins.deepSeq attrs (builtins.flakeRefToString attrs)
 """
 
 _EMPTY_LOCK = {"nodes": {"root": {}}, "root": "root", "version": 7}

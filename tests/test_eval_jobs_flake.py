@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from eval_jobs_helpers import FLAKES, eval_jobs
-from evix_helpers import nix_bin
+from evix_helpers import nix_bin, run_evix
 
 FLAKE = """{
   inputs.dep.url = "path:%s";
@@ -107,3 +107,34 @@ def test_override_input_and_reference_lock_file(flake: Path, tmp_path: Path):
     nested = eval_jobs("--flake", ".#hydraJobs", "--override-input", "dep/x", f"path:{other}", cwd=flake)
     assert nested.code == 1 and "only inputs of the root flake" in nested.stderr
     shutil.rmtree(alt)
+
+
+GIT_FLAKE = """{ outputs = { self }: {
+  jobs.src = derivation { name = "git-src"; system = "x86_64-linux"; builder = "/bin/sh"; src = self; };
+  jobs.rev = derivation { name = "rev-${self.rev or self.dirtyRev or "none"}"; system = "x86_64-linux"; builder = "/bin/sh"; };
+}; }
+"""
+
+
+def test_a_flake_in_a_git_repository_is_a_git_flake_clean_or_dirty(tmp_path: Path):
+    repo = tmp_path / "repo"
+    sub = repo / "sub"
+    sub.mkdir(parents=True)
+    (sub / "flake.nix").write_text(GIT_FLAKE)
+    git = ["git", "-c", "user.email=t@example.org", "-c", "user.name=t"]
+    subprocess.run([*git, "init", "-q"], cwd=repo, check=True)
+    subprocess.run([*git, "add", "."], cwd=repo, check=True)
+    subprocess.run([*git, "commit", "-qm", "init"], cwd=repo, check=True)
+    for state in ("clean", "dirty"):
+        if state == "dirty":
+            (sub / "flake.nix").write_text(GIT_FLAKE + "# changed\n")
+        run = eval_jobs("--flake", ".#jobs", cwd=sub)
+        assert run.code == 0, run.stderr
+        for attr in ("src", "rev"):
+            truth = subprocess.run([nix_bin("nix"), *FLAKES, "eval", "--raw", f".#jobs.{attr}.drvPath"], cwd=sub,
+                                   capture_output=True, text=True, check=True).stdout
+            assert run.by_attr()[attr]["drvPath"] == truth, (state, attr)
+        assert ("-dirty" in run.by_attr()["rev"]["name"]) is (state == "dirty")
+        assert ("cannot be locked: evaluating in impure mode" in run.stderr) is (state == "dirty")
+    events = run_evix("--flake", ".#jobs", cwd=sub)  # evix eval reads the same reference the same way
+    assert events.derivations()["src"]["drvPath"] == run.by_attr()["src"]["drvPath"]
