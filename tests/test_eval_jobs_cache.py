@@ -4,6 +4,7 @@ would do (`nix-store --realise --dry-run`), in the lines buildbot-nix and nix-fa
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -119,3 +120,17 @@ def test_evix_eval_reports_the_same_in_its_events(cache):
     assert {a: d["cacheStatus"] for a, d in drvs.items()} == EXPECTED
     assert "isCached" not in drvs["local"]
     assert drvs["onFresh"]["neededBuilds"] == [drvs["fresh"]["drvPath"], drvs["onFresh"]["drvPath"]]
+
+
+def test_the_daemon_takes_check_cache_status_in_its_config(cache):
+    from daemon_fixtures import config_for, daemon_fixture, eval_lines
+
+    salt, url = cache
+    for daemon in daemon_fixture("--max-warm-workers", "1"):
+        config = config_for(CACHE_NIX, args=[{"name": "salt", "value": salt, "isString": True}],
+                            checkCacheStatus=True, options=[["substituters", url]])
+        lines, summary = eval_lines(daemon, config)
+        drvs = {d["attr"]: d for d in map(json.loads, lines) if "drvPath" in d}
+        assert {a: d["cacheStatus"] for a, d in drvs.items()} == EXPECTED and summary["derivations"] == 6
+        query = daemon.call("query", {"config": config})
+        assert {d["attr"]: d["cacheStatus"] for d in query["derivations"]} == EXPECTED
