@@ -20,7 +20,8 @@ attribute is an error event, never the end of the run.
 EVAL_EPILOG = """\
 events (one JSON object per line):
   derivation  {"attr", "attrPath", "name", "system", "drvPath", "outputs"} (+ "meta",
-              "inputDrvs", "constituents" when asked for or present)
+              "metaError", "inputDrvs", "constituents" when asked for or present;
+              "metaError" {"path", "message"}: the first part of meta that failed)
   attrset     {"attr", "attrPath", "attrs"}: a set that is traversed
   error       {"attr", "attrPath", "error", "fatal"}: Nix's message for that attribute
 
@@ -63,8 +64,20 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     t.add_argument("--max-depth", type=positive_count, default=EvalConfig().max_depth, metavar="N",
                    help="longest attribute path traversed; a set at depth N that would be expanded is an "
                         f"error event instead (default {EvalConfig().max_depth})")
-    t.add_argument("--meta", action="store_true", help="include each derivation's meta as JSON")
+    t.add_argument("--meta", action="store_true",
+                   help="include each derivation's meta as JSON (and metaError when a part of it fails)")
     t.add_argument("--show-input-drvs", action="store_true", help="include inputDrvs read from each .drv file")
+    t.add_argument("--select", metavar="EXPR",
+                   help="a function applied to the root before traversal; it must return an attribute set "
+                        "(with a bare --flake REF it receives the whole flake: outputs, inputs, sourceInfo...)")
+    t.add_argument("--apply", metavar="EXPR",
+                   help="a function applied to each derivation; its result (a set) becomes extraValue")
+    t.add_argument("--no-instantiate", action="store_true",
+                   help="compute drvPaths and outputs without writing .drv files (no inputDrvs, "
+                        "requiredSystemFeatures, cache status or GC roots then)")
+    t.add_argument("--check-cache-status", action="store_true",
+                   help="add cacheStatus (local, cached, notBuilt), neededBuilds and neededSubstitutes, "
+                        "looked up in the store and Nix's substituters")
 
 
 def add_run_options(p: argparse.ArgumentParser) -> None:
@@ -120,6 +133,8 @@ def add_filter_options(p: argparse.ArgumentParser) -> None:
     f.add_argument("--name", action="append", metavar="NAME", help="derivation name, exactly")
     f.add_argument("--drv-path", action="append", metavar="PATH", help="store path of the .drv, exactly")
     f.add_argument("--attr-glob", action="append", metavar="PATTERN", help="shell pattern over the attribute path")
+    f.add_argument("--meta-error", action=argparse.BooleanOptionalAction, default=None,
+                   help="only derivations whose meta failed to evaluate (--no-meta-error: only those whose meta is fine)")
 
 
 def filter_from_args(ns: argparse.Namespace) -> Filter:
@@ -127,28 +142,29 @@ def filter_from_args(ns: argparse.Namespace) -> Filter:
         return tuple(values) if values else None
 
     return Filter(systems=opt(ns.system), attr_prefix=opt(ns.attr_prefix), names=opt(ns.name),
-                  drv_paths=opt(ns.drv_path), attr_globs=opt(ns.attr_glob))
+                  drv_paths=opt(ns.drv_path), attr_globs=opt(ns.attr_glob), meta_error=ns.meta_error)
 
 
 PAIR_OPTIONS = {"--arg": "arg", "--argstr": "argstr", "--override-input": "override_input", "--option": "option"}
 
 
-def take_pair_options(argv: list[str]) -> tuple[list[str], dict[str, list[list[str]]]]:
-    """Takes `--arg NAME VALUE`-style options out of `argv` before argparse sees them.
+def take_pair_options(argv: list[str], options: dict[str, str] = PAIR_OPTIONS) -> tuple[list[str], dict[str, list[list[str]]]]:
+    """Takes `--arg NAME VALUE`-style options (`options`: flag -> dest) out of `argv` before
+    argparse sees them.
 
     argparse refuses a value that starts with "-" (`--argstr suffix -rc1`), which
     nix-instantiate accepts: the two words after such an option are taken verbatim.
     """
     rest: list[str] = []
-    pairs: dict[str, list[list[str]]] = {dest: [] for dest in PAIR_OPTIONS.values()}
+    pairs: dict[str, list[list[str]]] = {dest: [] for dest in options.values()}
     i = 0
     while i < len(argv):
         word = argv[i]
         if word == "--":
             rest += argv[i:]
             break
-        if word in PAIR_OPTIONS and i + 2 < len(argv):  # else argparse reports what is missing
-            pairs[PAIR_OPTIONS[word]].append([argv[i + 1], argv[i + 2]])
+        if word in options and i + 2 < len(argv):  # else argparse reports what is missing
+            pairs[options[word]].append([argv[i + 1], argv[i + 2]])
             i += 3
             continue
         rest.append(word)
@@ -178,11 +194,21 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_options(command("diff", "re-evaluate and compare with the daemon's warm session (needs the daemon)",
                                "Re-evaluate and compare with the daemon's warm session.", DIFF_EPILOG))
 
-    # `evix daemon ...` is handed to evixd's own parser before this one runs (see main.py);
-    # registered here so that `evix --help` lists it.
+    # `evix daemon ...` and `evix eval-jobs ...` are handed to their own parsers before this
+    # one runs (see main.py); registered here so that `evix --help` lists them.
     sub.add_parser("daemon", help="start the daemon in the background (same as evixd; `evix daemon --help`), "
                                   "or `evix daemon status|stop`", add_help=False)
+    sub.add_parser("eval-jobs", help="nix-eval-jobs' command line and output (same as evix-eval-jobs)",
+                   add_help=False)
     return parser
+
+
+def shared_fields(ns: argparse.Namespace) -> dict[str, object]:
+    """The EvalConfig fields `evix eval` and `evix-eval-jobs` take from options of the same name."""
+    return dict(lookup_path=tuple(ns.include), nix_path=os.environ.get("NIX_PATH", ""),
+                force_recurse=ns.force_recurse, meta=ns.meta, show_input_drvs=ns.show_input_drvs,
+                select=ns.select, apply=ns.apply, no_instantiate=ns.no_instantiate,
+                check_cache_status=ns.check_cache_status, gc_roots_dir=ns.gc_roots_dir)
 
 
 def config_from_args(ns: argparse.Namespace) -> EvalConfig:
@@ -194,16 +220,11 @@ def config_from_args(ns: argparse.Namespace) -> EvalConfig:
         args=args,
         override_inputs=tuple(map(tuple, ns.override_input)),
         options=tuple(map(tuple, ns.option)),
-        lookup_path=tuple(ns.include),
-        nix_path=os.environ.get("NIX_PATH", ""),
-        force_recurse=ns.force_recurse,
+        **shared_fields(ns),  # type: ignore[arg-type]
         max_depth=ns.max_depth,
-        meta=ns.meta,
-        show_input_drvs=ns.show_input_drvs,
         workers=ns.workers,
         max_memory_mb=ns.max_memory,
         item_timeout=ns.timeout,
         fork_workers=ns.fork_workers,
         warm_template=ns.warm_template,
-        gc_roots_dir=ns.gc_roots_dir,
     ).resolved()

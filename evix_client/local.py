@@ -16,13 +16,14 @@ def run_local_eval(config: EvalConfig) -> int:
     spawned = [spawn(command) for _ in range(1 if config.fork_workers else config.workers)]
     import trio
 
-    from evixd.engine import EvixError, Scheduler
+    from evixd.engine import EvixError
+    from evixd.engine.run import run_evaluation
 
     out = sys.stdout.buffer
 
     async def main() -> int:
         try:  # straight to stdout: a one-shot run keeps no graph
-            summary = await Scheduler(config, out.write, spawned=spawned).run()
+            summary = await run_evaluation(config, out.write, spawned=spawned)
         except EvixError as e:
             out.flush()
             print(f"evix: error: {e}", file=sys.stderr)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 
 from protocol.config import ConfigError
 from protocol.endpoint import socket_path
@@ -28,6 +29,10 @@ def main(argv: list[str] | None = None) -> int:
         from evixd.daemon.main import main as daemon_main
 
         return daemon_main(argv[1:], prog="evix daemon")
+    if argv[:1] == ["eval-jobs"]:  # nix-eval-jobs' command line
+        from .eval_jobs import main as eval_jobs_main
+
+        return eval_jobs_main(argv[1:], prog="evix eval-jobs")
     parser = build_parser()
     argv, pairs = take_pair_options(argv)
     ns = parser.parse_args(argv)
@@ -63,10 +68,10 @@ def main(argv: list[str] | None = None) -> int:
     return 2
 
 
-def entry() -> None:
-    """Console-script entry: exit 130 on Ctrl-C, quietly on a closed stdout."""
+def entry(run: Callable[[], int] | None = None) -> None:
+    """Console-script entry (of `evix`, or of `run`): exit 130 on Ctrl-C, quietly on a closed stdout."""
     try:
-        code = main()
+        code = (run or main)()
     except KeyboardInterrupt:
         code = 130
     except BrokenPipeError:

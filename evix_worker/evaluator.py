@@ -21,11 +21,12 @@ import orjson
 
 import nixffi
 from nixffi import NixError, ValueType
-from nixffi.traverse import HAS_AGGREGATE, HAS_META, Kind, attr_names_json, classify, classify_child, derivation_json
+from nixffi.traverse import HAS_AGGREGATE, HAS_FEATURES, HAS_META, Kind, attr_names_json, classify, classify_child, derivation_json
 from protocol.config import EvalConfig
 from protocol.events import attrset_event, derivation_event, error_event, fields_drv_path, format_attr, quote_attr
 
-from . import drvfile, gcroots
+from . import drvfile, gcroots, job_fields
+from .meta import lenient_meta, strict_meta
 from .traversal_limits import cut_reason
 
 ATTRS = ValueType.ATTRS
@@ -47,8 +48,9 @@ def peak_rss_kib() -> int:
 
 
 class Evaluator:
-    def __init__(self, root: nixffi.Value, config: EvalConfig) -> None:
+    def __init__(self, root: nixffi.Value, config: EvalConfig, apply: nixffi.Value | None = None) -> None:
         self.config = config
+        self.apply = apply  # the --apply function
         self.sets: dict[tuple[str, ...], nixffi.Value] = {(): root}
         self.limit_kib = config.max_memory_mb * 1024
         self.expand_all = config.force_recurse
@@ -182,26 +184,46 @@ class Evaluator:
     def _derivation(self, v: nixffi.Value, path: tuple[str, ...], attr: str, out: BatchOutcome) -> None:
         fields, flags = derivation_json(v)
         config = self.config
-        meta = self._meta(v) if config.meta and flags & HAS_META else None
+        meta: bytes | None = None
+        more: list[tuple[str, bytes]] = []  # evix's newer members, after the original ones
+        if config.meta and (flags & HAS_META or config.nix_eval_jobs):
+            meta, meta_error = self._meta(v, flags)
+            if meta_error is not None:
+                more.append(("metaError", meta_error))
+        constituents = None
+        if config.constituents and flags & HAS_AGGREGATE:
+            aggregate = job_fields.eval_jobs_constituents(v)
+            if aggregate is not None:
+                more += [(k, orjson.dumps(x)) for k, x in aggregate.items()]
+        elif flags & HAS_AGGREGATE and not config.nix_eval_jobs:
+            constituents = self._constituents(v)
+        if self.apply is not None:
+            more.append(("extraValue", job_fields.extra_value(v, self.apply)))
         input_drvs = None
-        if config.show_input_drvs or config.gc_roots_dir:
+        if not config.no_instantiate and (config.show_input_drvs or config.gc_roots_dir or flags & HAS_FEATURES):
             drv_path = fields_drv_path(fields)
+            if flags & HAS_FEATURES:
+                platform, features = job_fields.drv_facts(drv_path)
+                if config.nix_eval_jobs:  # nix-eval-jobs' system is the .drv's platform
+                    d = orjson.loads(b"{" + fields + b"}")
+                    d["system"] = platform
+                    fields = orjson.dumps(d)[1:-1]
+                if features:
+                    more.append(("requiredSystemFeatures", orjson.dumps(features)))
             if config.show_input_drvs:
                 input_drvs = orjson.dumps(drvfile.read_input_drvs(drv_path))
             if config.gc_roots_dir:
                 gcroots.add_root(config.gc_roots_dir, drv_path)
-        constituents = self._constituents(v) if flags & HAS_AGGREGATE else None
         out.derivations += 1
-        out.events.append(derivation_event(attr, path, fields, meta, input_drvs, constituents))
+        out.events.append(derivation_event(attr, path, fields, meta, input_drvs, constituents, more=more))
 
-    @staticmethod
-    def _meta(v: nixffi.Value) -> bytes | None:
-        """meta as JSON; the parts that fail to evaluate or are not JSON are left out."""
-        try:
-            meta = v.get("meta").to_python(lenient=True)
-            return orjson.dumps(meta) if meta is not None else None
-        except (NixError, TypeError, orjson.JSONEncodeError):
-            return None
+    def _meta(self, v: nixffi.Value, flags: int) -> tuple[bytes | None, bytes | None]:
+        """(meta, metaError) as JSON: evix's lenient meta and what of it failed, or
+        nix-eval-jobs' meta (null when there is none; a failure is the job's error)."""
+        if self.config.nix_eval_jobs:
+            return orjson.dumps(strict_meta(v) if flags & HAS_META else None), None
+        meta, meta_error = lenient_meta(v)
+        return meta, orjson.dumps(meta_error) if meta_error is not None else None
 
     @staticmethod
     def _constituents(v: nixffi.Value) -> bytes | None:

@@ -19,7 +19,7 @@ from protocol.environment import EVALUATOR_NAME, IN_FLIGHT_FD_ENV, set_process_n
 from protocol.in_flight import InFlightWord
 
 from .evaluator import Evaluator, peak_rss_kib
-from .loader import LoadError, load
+from .loader import LoadError, load, load_apply
 
 
 class FrameReader:
@@ -79,6 +79,7 @@ def serve(in_fd: int, out_fd: int) -> int:
     try:
         config = EvalConfig.from_json(orjson.loads(setup.config))
         root = load(config)
+        apply = load_apply(config, root)
     except (LoadError, ConfigError) as e:
         write_all(out_fd, wire.encode_response(wire.Fatal(str(e))))
         return 1
@@ -90,10 +91,11 @@ def serve(in_fd: int, out_fd: int) -> int:
     if setup.template:
         from .template import serve_template
 
-        return serve_template(frames, out_fd, setup.config, root, config)
+        return serve_template(frames, out_fd, setup.config, root, lambda: Evaluator(root, config, apply),
+                              config.warm_template)
     set_process_name(EVALUATOR_NAME)
     write_all(out_fd, ready())
-    return serve_batches(frames, out_fd, Evaluator(root, config), in_flight_marker())
+    return serve_batches(frames, out_fd, Evaluator(root, config, apply), in_flight_marker())
 
 
 def ready() -> bytes:

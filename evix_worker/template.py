@@ -25,11 +25,11 @@ import selectors
 import signal
 import socket
 import sys
+from collections.abc import Callable
 
 import nixffi
 from nixffi.traverse import Kind, classify_child
 from protocol import template, wire
-from protocol.config import EvalConfig
 from protocol.environment import CONTROL_FD_ENV, EVALUATOR_NAME, TEMPLATE_NAME, die_with_parent, set_process_name
 
 from .evaluator import Evaluator
@@ -52,11 +52,32 @@ def warm(root: nixffi.Value) -> None:
             continue
 
 
-def serve_template(frames: FrameReader, out_fd: int, setup_config: bytes, root: nixffi.Value, config: EvalConfig) -> int:
+def fork_refusal(root: nixffi.Value) -> str | None:
+    """Why this process must not fork workers (None: it may), checked once.
+
+    Only a local store can be shared by forks: a daemon store's connection would be one
+    socket for every child, interleaving their requests. And the local store's temp-roots
+    file is named after the pid that opened it and held under an exclusive lock; opened
+    lazily in each child it would be the same name, and every child but one would wait on
+    the lock forever. So the template opens it now (by adding a tiny file to the store,
+    which adds a temp root), and its children share the one open file and its lock."""
+    uri = root.state.store.uri
+    if uri != "local" and not uri.startswith(("local?", "/")):
+        return f"the store is '{uri}', not a local store: forked workers would share its connection"
+    try:
+        root.state.eval_string('builtins.toFile "evix-template" ""', "/").force()
+    except nixffi.NixError as e:
+        return f"cannot open the store's temp roots before forking: {e.message}"
+    return None
+
+
+def serve_template(frames: FrameReader, out_fd: int, setup_config: bytes, root: nixffi.Value,
+                   evaluator: Callable[[], Evaluator], warm_first: bool) -> int:
     """Warms, answers Ready, then forks a worker per request until the master goes away."""
     control = socket.socket(fileno=int(os.environ[CONTROL_FD_ENV]))
     set_process_name(TEMPLATE_NAME)
-    if config.warm_template:
+    refusal = fork_refusal(root)
+    if warm_first and refusal is None:
         warm(root)
     write_all(out_fd, ready())
     reaped_r, reaped_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -79,7 +100,8 @@ def serve_template(frames: FrameReader, out_fd: int, setup_config: bytes, root: 
                 packet, fds, _, _ = socket.recv_fds(control, template.MAX_PACKET, template.FORK_FDS)
                 if not packet:
                     return 0
-                child = _fork(fds, setup_config, root, config, (control, selector, reaped_r, reaped_w, in_fd, out_fd))
+                child = template.ForkFailed(refusal) if refusal is not None else _fork(
+                    fds, setup_config, evaluator, (control, selector, reaped_r, reaped_w, in_fd, out_fd))
                 for fd in fds:
                     os.close(fd)
                 control.send(template.encode_event(child))
@@ -106,7 +128,7 @@ def _report_exits(control: socket.socket) -> None:
         control.send(template.encode_event(template.Exited(pid, status)))
 
 
-def _fork(fds: list[int], setup_config: bytes, root: nixffi.Value, config: EvalConfig,
+def _fork(fds: list[int], setup_config: bytes, evaluator: Callable[[], Evaluator],
           template_fds: tuple) -> template.TemplateEvent:
     if len(fds) != template.FORK_FDS:
         return template.ForkFailed(f"fork request with {len(fds)} fds, expected {template.FORK_FDS}")
@@ -122,14 +144,14 @@ def _fork(fds: list[int], setup_config: bytes, root: nixffi.Value, config: EvalC
         return template.Forked(pid)
     code = 70
     try:
-        code = _child(fds, setup_config, root, config, template_fds, parent)
+        code = _child(fds, setup_config, evaluator, template_fds, parent)
     except BaseException as e:  # never return into the template's loop
         print(f"evix worker: forked worker failed: {e!r}", file=sys.stderr)
     finally:
         os._exit(code)
 
 
-def _child(fds: list[int], setup_config: bytes, root: nixffi.Value, config: EvalConfig,
+def _child(fds: list[int], setup_config: bytes, evaluator: Callable[[], Evaluator],
            template_fds: tuple, parent: int) -> int:
     """The forked worker: its own pipes, its own in-flight word, then the usual conversation."""
     signal.set_wakeup_fd(-1)
@@ -156,5 +178,5 @@ def _child(fds: list[int], setup_config: bytes, root: nixffi.Value, config: Eval
         write_all(stdout, wire.encode_response(wire.Fatal("a forked worker must be set up with its template's config")))
         return 2
     write_all(stdout, ready())
-    return serve_batches(frames, stdout, Evaluator(root, config), in_flight_marker(word))
+    return serve_batches(frames, stdout, evaluator(), in_flight_marker(word))
 

@@ -15,6 +15,7 @@ from .errors import NixError as NixError
 from .errors import NixUnavailableError as NixUnavailableError
 from .flake import load_flake as load_flake
 from .in_flight import InFlightMarker as InFlightMarker
+from .flake import locked_flake_ref as locked_flake_ref
 from .settings import apply_setting as apply_setting
 from .settings import enable_experimental_features as enable_experimental_features
 from .settings import enable_flakes as enable_flakes
@@ -23,6 +24,7 @@ from .settings import gc_heap_size as gc_heap_size
 from .settings import get_setting as get_setting
 from .settings import limit_gc_heap as limit_gc_heap
 from .settings import nix_version as nix_version
+from .settings import set_read_only_mode as set_read_only_mode
 from .settings import set_setting as set_setting
 from .state import AutoArg as AutoArg
 from .state import EvalState as EvalState

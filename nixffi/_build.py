@@ -213,20 +213,41 @@ def declared_functions(header_text: str) -> str:
     return "\n".join(kept)
 
 
+def _read_only_shim(build_dir: Path) -> list[str]:
+    """The object file of _readonly.cc (Nix's read-only mode), or [] when Nix's C++ headers
+    (pkg-config nix-store) are missing or do not compile it: then nixffi goes without it."""
+    try:
+        flags = subprocess.run(["pkg-config", "--cflags", "nix-store"], check=True, capture_output=True,
+                               text=True).stdout
+    except (FileNotFoundError, subprocess.CalledProcessError):
+        return []
+    obj = build_dir / "_readonly.o"
+    build_dir.mkdir(parents=True, exist_ok=True)
+    cmd = ["c++", "-c", "-fPIC", "-O2", *shlex.split(flags), str(Path(__file__).with_name("_readonly.cc")), "-o", str(obj)]
+    if subprocess.run(cmd, capture_output=True).returncode != 0:
+        print("nixffi: Nix's C++ headers do not compile _readonly.cc: building without read-only mode", file=sys.stderr)
+        return []
+    return [str(obj)]
+
+
 def make_ffibuilder() -> FFI:
     cflags = [f for f in _pkg_config("--cflags") if not f.startswith("-std=")]  # .pc has -std=c++2a
     include_dirs = [f[2:] for f in cflags if f.startswith("-I")]
     libs = _pkg_config("--libs")
     lib_dirs = [f[2:] for f in libs if f.startswith("-L")]
+    shim = _read_only_shim(Path(__file__).resolve().parent.parent / "build" / "nixffi")
     builder = FFI()
-    builder.cdef(TYPES + declared_functions(_header_text(include_dirs)) + HELPERS_CDEF)
+    builder.cdef(TYPES + declared_functions(_header_text(include_dirs)) + HELPERS_CDEF
+                 + ("void evix_set_read_only_mode(int on);\n" if shim else ""))
     builder.set_source(
         "nixffi._nixlib",
         "#include <stdbool.h>\n#include <stdint.h>\n"
         + "".join(f"#include <{h}>\n" for h in HEADERS)
         + in_flight_defines()
+        + ("extern void evix_set_read_only_mode(int on);\n" if shim else "")
         + HELPERS_SOURCE
         + Path(__file__).with_name("_traverse.c").read_text(),
+        extra_objects=shim,
         extra_compile_args=[f for f in cflags if not f.startswith("-I")] + ["-O2", "-Wno-deprecated-declarations"],
         include_dirs=include_dirs,
         libraries=[f[2:] for f in libs if f.startswith("-l")] + ["gc"],

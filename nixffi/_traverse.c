@@ -103,11 +103,13 @@ static int evix_append_string_field(nix_c_context * c, EvalState * st, const nix
     return 0;
 }
 
-enum { EVIX_HAS_META = 1, EVIX_HAS_AGGREGATE = 2 };
+enum { EVIX_HAS_META = 1, EVIX_HAS_AGGREGATE = 2, EVIX_HAS_FEATURES = 4 };
 
 /* Writes `"name":…,"system":…,"drvPath":…,"outputs":{…}` of the derivation `v` into `b`.
  * drvPath is forced first, so an evaluation error of the derivation surfaces here.
- * Returns -1 on error, else flags saying whether `meta` and `_hydraAggregate` exist. */
+ * Returns -1 on error, else flags saying whether `meta` and `_hydraAggregate` exist, and
+ * whether the .drv may require system features (`requiredSystemFeatures`, or outputs not
+ * known statically: `__contentAddressed`, `__impure`). */
 static int evix_derivation_json(nix_c_context * c, EvalState * st, const nix_value * v, evix_buf * b) {
     b->len = 0;
     evix_buf drv = {0};
@@ -175,7 +177,9 @@ static int evix_derivation_json(nix_c_context * c, EvalState * st, const nix_val
     if (rc != 0) return rc;
     evix_buf_append(b, "}", 1);
     return (nix_has_attr_byname(c, v, st, "meta") ? EVIX_HAS_META : 0)
-         | (nix_has_attr_byname(c, v, st, "_hydraAggregate") ? EVIX_HAS_AGGREGATE : 0);
+         | (nix_has_attr_byname(c, v, st, "_hydraAggregate") ? EVIX_HAS_AGGREGATE : 0)
+         | (nix_has_attr_byname(c, v, st, "requiredSystemFeatures") || nix_has_attr_byname(c, v, st, "__contentAddressed")
+            || nix_has_attr_byname(c, v, st, "__impure") ? EVIX_HAS_FEATURES : 0);
 }
 
 static int evix_strcmp(const void * a, const void * b) {

@@ -16,18 +16,21 @@ from .state import EvalState
 from .value import Value
 
 def load_flake(
-    state: EvalState, ref: str, overrides: Mapping[str, str] | None = None, lock_json: str | None = None
+    state: EvalState, ref: str, overrides: Mapping[str, str] | None = None, lock_json: str | None = None,
+    *, use_lock_json: bool = False,
 ) -> Value:
     """The flake at `ref` (absolute), as `builtins.getFlake` returns it, with inputs overridden.
 
     `overrides` maps a root input name to a flake reference (absolute for local ones);
-    `lock_json` is the root's flake.lock (None: no lock file). Call `nixffi.enable_flakes()`
+    `lock_json` is the root's flake.lock (None: no lock file), followed instead of the
+    flake's own when `use_lock_json` (a reference lock file). Call `nixffi.enable_flakes()`
     before creating `state`.
     """
     enable_flakes()
     get_flake = state.builtin("getFlake")
-    if not overrides:
+    if not overrides and not use_lock_json:
         return get_flake.call(state.string(ref))
+    overrides = overrides or {}
     args = {
         "lockJSON": state.string(lock_json or json.dumps(_EMPTY_LOCK)),
         "rootRef": state.string(ref),
@@ -35,6 +38,24 @@ def load_flake(
     }
     return state.helper(_CALL_FLAKE).call(state.attrs(args))
 
+
+def locked_flake_ref(state: EvalState, ref: str) -> str | None:
+    """`ref` locked to what it points at now (its narHash, and rev when it has one), so that
+    `builtins.getFlake` accepts it in pure evaluation mode; None when it cannot be locked (a
+    dirty Git tree has no rev). `state` must be impure."""
+    enable_flakes()
+    return state.helper(_LOCK_REF).call(state.string(ref)).as_str() or None
+
+
+_LOCK_REF = """
+ref:
+let
+  source = (builtins.getFlake ref).sourceInfo;
+  pins = builtins.intersectAttrs { narHash = null; rev = null; } source;
+  attrs = builtins.parseFlakeRef ref // pins;
+  needsRev = builtins.elem attrs.type [ "git" "github" "gitlab" "sourcehut" "hg" ];
+in if needsRev && !(pins ? rev) then "" else builtins.deepSeq attrs (builtins.flakeRefToString attrs)
+"""
 
 _EMPTY_LOCK = {"nodes": {"root": {}}, "root": "root", "version": 7}
 

@@ -93,6 +93,16 @@ def gc_heap_size() -> int:
     return int(lib.evix_gc_heap_size())
 
 
+def set_read_only_mode(on: bool = True) -> None:
+    """Nix's read-only mode for this process (as `nix-instantiate --eval`): drvPaths and
+    output paths are computed, but no .drv is written and no source copied to the store.
+    Raises NixError when this build of nixffi lacks it (Nix's C++ headers were missing)."""
+    init()
+    if not hasattr(lib, "evix_set_read_only_mode"):
+        raise NixError("this build of nixffi has no read-only mode (Nix's C++ headers were not found when it was built)")
+    lib.evix_set_read_only_mode(1 if on else 0)
+
+
 def nix_version() -> str:
     """The version of the Nix libraries in use, e.g. '2.26.3'."""
     from ._native import ffi

@@ -51,11 +51,12 @@ def classify(value: Value, force_recurse: bool) -> Kind:
 
 HAS_META = 1
 HAS_AGGREGATE = 2
+HAS_FEATURES = 4  # requiredSystemFeatures, __contentAddressed or __impure: the .drv may require features
 
 
 def derivation_json(drv: Value) -> tuple[bytes, int]:
     """`"name":…,"system":…,"drvPath":…,"outputs":{…}` (drvPath forced first), and flags
-    (HAS_META, HAS_AGGREGATE) saying which optional attributes exist; NixError on failure."""
+    (HAS_META, HAS_AGGREGATE, HAS_FEATURES) saying which optional attributes exist; NixError on failure."""
     flags = lib.evix_derivation_json(ctx, drv.state._ptr, drv._ptr, _json)
     if flags < 0:
         raise_error()

@@ -216,22 +216,30 @@ class Value:
         return result
 
     # ---- conversion ---------------------------------------------------------------------
-    def to_python(self, *, lenient: bool = False) -> Any:
+    def to_python(self, *, lenient: bool = False, failures: list[tuple[list[str | int], Any]] | None = None) -> Any:
         """Deep conversion to JSON-like Python data.
 
         Paths become strings, functions None. With `lenient`, attributes and list elements
-        that fail to evaluate (or are functions) are left out instead of raising.
+        that fail to evaluate (or are functions) are left out instead of raising. With a
+        `failures` list (implies lenient), the first part that failed is appended to it as
+        `(path inside this value, NixError)`, the path made of names and list indices.
         """
-        return self._convert(self.type, lenient)
+        if failures is None:
+            return self._convert(self.type, lenient, None)
+        return self._convert(self.type, True, failures)
 
-    def _convert(self, t: ValueType, lenient: bool) -> Any:
-        """`to_python` of this value, forced, of type `t` (each node forced and typed once)."""
+    def _convert(self, t: ValueType, lenient: bool, failures: list | None) -> Any:
+        """`to_python` of this value, forced, of type `t` (each node forced and typed once).
+
+        The failure's path is built on the way back up: a frame during whose child the
+        (single) failure was recorded adds that child's key in front, so the conversion
+        itself keeps no path."""
         if t == ValueType.ATTRS:
             out = {}
             st = self.state._ptr
             for name in self.names():
                 ptr = lib.nix_get_attr_byname(ctx, self._ptr, st, name.encode("utf-8", "surrogateescape"))
-                child = self._child(ptr, lenient, forced=True)
+                child = self._child(ptr, lenient, True, failures, name)
                 if child is not _LEFT_OUT:
                     out[name] = child
             return out
@@ -239,7 +247,7 @@ class Value:
             items = []
             st = self.state._ptr
             for i in range(lib.nix_get_list_size(ctx, self._ptr)):
-                child = self._child(lib.nix_get_list_byidx(ctx, self._ptr, st, i), lenient, forced=False)
+                child = self._child(lib.nix_get_list_byidx(ctx, self._ptr, st, i), lenient, False, failures, i)
                 if child is not _LEFT_OUT:
                     items.append(child)
             return items
@@ -257,9 +265,10 @@ class Value:
             return self.as_path()
         return None
 
-    def _child(self, ptr: Any, lenient: bool, *, forced: bool) -> Any:
-        """The converted child `ptr` (a new reference, or NULL after an error); _LEFT_OUT when
-        lenient and it failed or is a function."""
+    def _child(self, ptr: Any, lenient: bool, forced: bool, failures: list | None, key: str | int) -> Any:
+        """The converted child `ptr` (a new reference, or NULL after an error) at `key`;
+        _LEFT_OUT when lenient and it failed or is a function (the first failure is recorded
+        in `failures`, and each frame it passes through puts its key in front of its path)."""
         from .errors import NixError
 
         try:
@@ -271,10 +280,18 @@ class Value:
             t = ValueType(lib.nix_get_type(ctx, ptr))
             if lenient and t == ValueType.FUNCTION:
                 return _LEFT_OUT
-            return child._convert(t, lenient)
-        except NixError:
+            if failures is None:
+                return child._convert(t, lenient, None)
+            seen = len(failures)
+            converted = child._convert(t, lenient, failures)
+            if len(failures) != seen:
+                failures[0][0].insert(0, key)
+            return converted
+        except NixError as e:
             if not lenient:
                 raise
+            if failures is not None and not failures:
+                failures.append(([key], e))
             return _LEFT_OUT
 
     def __repr__(self) -> str:

@@ -31,7 +31,10 @@ class Arg:
     is_string: bool = False
 
 
-_HOW = ("workers", "max_memory_mb", "item_timeout", "gc_roots_dir", "worker_command", "fork_workers", "warm_template")
+_HOW = ("workers", "max_memory_mb", "item_timeout", "gc_roots_dir", "worker_command", "eval_store", "fork_workers",
+        "warm_template")
+_BOOLS = ("force_recurse", "meta", "show_input_drvs", "no_instantiate", "check_cache_status", "nix_eval_jobs",
+          "constituents", "pure_eval", "fork_workers", "warm_template")
 
 
 @dataclass(frozen=True)
@@ -49,12 +52,24 @@ class EvalConfig:
     meta: bool = False
     show_input_drvs: bool = False
     max_depth: int = 100  # longest attrPath traversed: a cut for what cycle detection misses
+    select: str | None = None  # a function applied to the root before traversal
+    apply: str | None = None  # a function applied to each derivation: its JSON is extraValue
+    no_instantiate: bool = False  # drvPaths computed, no .drv written (Nix's read-only mode)
+    check_cache_status: bool = False  # cacheStatus, neededBuilds, neededSubstitutes per derivation
+    reference_lock_file: str | None = None  # a flake.lock to use instead of the flake's own
+    pure_eval: bool = False  # flakes evaluated in pure mode (nix-eval-jobs without --impure)
+    # evaluate as nix-eval-jobs does (evix-eval-jobs): meta whose failure is the job's error,
+    # system and requiredSystemFeatures from the .drv, unknown --option only a warning;
+    # with `constituents`, aggregates as its --constituents reads them.
+    nix_eval_jobs: bool = False
+    constituents: bool = False
     # how, not what:
     workers: int = 1
     max_memory_mb: int = 4096
     item_timeout: float | None = None
     gc_roots_dir: str | None = None
     worker_command: tuple[str, ...] | None = field(default=None, compare=False)
+    eval_store: str | None = None  # the store .drv files are written to (default: Nix's `store`)
     fork_workers: bool = True  # from a template that loaded the input once; False: a fresh process each
     warm_template: bool = False  # the template evaluates a first derivation before forking
 
@@ -77,6 +92,15 @@ class EvalConfig:
             raise ConfigError("--max-memory must be a positive number of MiB")
         if self.item_timeout is not None and self.item_timeout <= 0:
             raise ConfigError("the per-item timeout must be positive")
+        if self.no_instantiate:
+            clash = [flag for flag, on in (("--show-input-drvs", self.show_input_drvs),
+                                           ("--check-cache-status", self.check_cache_status),
+                                           ("--constituents", self.constituents)) if on]
+            if clash:
+                raise ConfigError(f"--no-instantiate cannot be combined with {', '.join(clash)} "
+                                  "(they need the .drv files it does not write)")
+        if self.reference_lock_file is not None and self.flake is None:
+            raise ConfigError("--reference-lock-file only applies to --flake")
         return self
 
     def resolved(self, cwd: str | None = None) -> EvalConfig:
@@ -85,7 +109,9 @@ class EvalConfig:
         return replace(
             self,
             flake=absolute_flake_ref(self.flake, cwd) if self.flake is not None else None,
-            file=os.path.abspath(os.path.join(cwd, self.file)) if self.file is not None else None,
+            file=_absolute_file(self.file, cwd),
+            reference_lock_file=(os.path.abspath(os.path.join(cwd, self.reference_lock_file))
+                                 if self.reference_lock_file else None),
             override_inputs=tuple((n, absolute_flake_ref(r, cwd)) for n, r in self.override_inputs),
             gc_roots_dir=os.path.abspath(os.path.join(cwd, self.gc_roots_dir)) if self.gc_roots_dir else None,
             base_dir=self.base_dir or cwd,
@@ -151,7 +177,7 @@ class EvalConfig:
                     kw[name] = tuple((str(k), str(v)) for k, v in value)
                 elif name in ("lookup_path", "worker_command"):
                     kw[name] = tuple(str(x) for x in value)
-                elif name in ("force_recurse", "meta", "show_input_drvs", "fork_workers", "warm_template"):
+                elif name in _BOOLS:
                     kw[name] = _typed(name, value, bool)
                 elif name in ("workers", "max_memory_mb", "max_depth"):
                     kw[name] = _typed(name, value, int)
@@ -164,6 +190,13 @@ class EvalConfig:
                 raise
             raise ConfigError(f"malformed config: {e}") from e
         return cls(**kw)
+
+
+def _absolute_file(file: str | None, cwd: str) -> str | None:
+    """A file made absolute; a lookup-path file (`<nixpkgs/lib>`) stays as it is."""
+    if file is None or (file.startswith("<") and file.endswith(">")):
+        return file
+    return os.path.abspath(os.path.join(cwd, file))
 
 
 def _typed(name: str, value: Any, t: Any) -> Any:

@@ -1,7 +1,9 @@
 """The event format that `evix eval` prints: one JSON object per line, camelCase keys.
 
     derivation: attr, attrPath, name, system, drvPath, outputs {name: path | null}
-                [+ meta] [+ inputDrvs {drvPath: [outputs]}] [+ constituents [drvPath | name]]
+                [+ meta] [+ metaError {path, message}] [+ inputDrvs {drvPath: [outputs]}]
+                [+ constituents [drvPath | name]] [+ requiredSystemFeatures] [+ extraValue]
+                [+ cacheStatus, neededBuilds, neededSubstitutes]
     attrset:    attr, attrPath, attrs [child names, sorted]
     error:      attr, attrPath, error (Nix's message), fatal
 
@@ -36,6 +38,12 @@ def quote_attr(name: str) -> str:
 
 def format_attr(path: list[str] | tuple[str, ...]) -> str:
     return ".".join(quote_attr(p) for p in path)
+
+
+def format_value_path(path: tuple[str | int, ...]) -> str:
+    """A path inside a value (`metaError.path`): names as in `attr`, list indices as bare
+    numbers (`maintainers.0`; a name "0" would be `"0"`)."""
+    return ".".join(str(p) if isinstance(p, int) else quote_attr(p) for p in path)
 
 
 _ESCAPES = {"n": "\n", "t": "\t", "r": "\r"}
@@ -97,9 +105,12 @@ def derivation_event(
     meta_json: bytes | None = None,
     input_drvs_json: bytes | None = None,
     constituents_json: bytes | None = None,
+    *,
+    more: Sequence[tuple[str, bytes]] = (),
 ) -> bytes:
     """A derivation. `fields_json` holds the members `"name":…,"system":…,"drvPath":…,"outputs":{…}`
-    (as nixffi's C helper writes them); each extra is the JSON of that member's value, or None."""
+    (as nixffi's C helper writes them); each extra is the JSON of that member's value, or None;
+    `more` are further (name, JSON) members, after those, in order."""
     parts = [_head(attr, attr_path), b",", fields_json]
     if meta_json is not None:
         parts += [b',"meta":', meta_json]
@@ -107,6 +118,8 @@ def derivation_event(
         parts += [b',"inputDrvs":', input_drvs_json]
     if constituents_json is not None:
         parts += [b',"constituents":', constituents_json]
+    for name, value in more:
+        parts += [b',"', name.encode(), b'":', value]
     parts.append(b"}")
     return b"".join(parts)
 
@@ -128,6 +141,12 @@ class Derivation:
     meta: Any = None
     input_drvs: dict[str, list[str]] | None = None
     constituents: list[str] | None = None
+    meta_error: dict[str, str] | None = None
+    required_system_features: list[str] | None = None
+    extra_value: Any = None
+    cache_status: str | None = None
+    needed_builds: list[str] | None = None
+    needed_substitutes: list[str] | None = None
 
 
 @dataclass(frozen=True)
@@ -172,7 +191,9 @@ def event_from_json(d: dict[str, Any]) -> Event:
     if kind is EventKind.DERIVATION:
         return Derivation(
             d["attr"], path, d["name"], d["system"], d["drvPath"], d["outputs"],
-            d.get("meta"), d.get("inputDrvs"), d.get("constituents"),
+            d.get("meta"), d.get("inputDrvs"), d.get("constituents"), d.get("metaError"),
+            d.get("requiredSystemFeatures"), d.get("extraValue"), d.get("cacheStatus"), d.get("neededBuilds"),
+            d.get("neededSubstitutes"),
         )
     if kind is EventKind.ERROR:
         return Error(d["attr"], path, d["error"], bool(d.get("fatal", False)))

@@ -16,7 +16,8 @@ class Filter:
 
     systems: exact `system`; attr_prefix: path prefixes, element-wise ("a.b" matches "a.b.c",
     not "a.bc"); names: exact derivation `name`; drv_paths: exact `drvPath`; attr_globs:
-    shell patterns over `attr` ("*" crosses dots).
+    shell patterns over `attr` ("*" crosses dots); meta_error: True for derivations whose
+    `meta` failed to evaluate (a `metaError`), False for the others.
     """
 
     systems: tuple[str, ...] | None = None
@@ -24,6 +25,7 @@ class Filter:
     names: tuple[str, ...] | None = None
     drv_paths: tuple[str, ...] | None = None
     attr_globs: tuple[str, ...] | None = None
+    meta_error: bool | None = None
 
     def compile(self) -> CompiledFilter:
         return CompiledFilter(self)
@@ -34,6 +36,8 @@ class Filter:
                            ("drvPaths", self.drv_paths), ("attrGlobs", self.attr_globs)):
             if value is not None:
                 out[key] = list(value)
+        if self.meta_error is not None:
+            out["hasMetaError"] = self.meta_error
         return out
 
     @classmethod
@@ -43,7 +47,7 @@ class Filter:
             raise ValueError("filter must be a JSON object")
         keys = {"systems": "systems", "attrPrefix": "attr_prefix", "names": "names", "drvPaths": "drv_paths",
                 "attrGlobs": "attr_globs"}
-        unknown = sorted(set(d) - set(keys))
+        unknown = sorted(set(d) - set(keys) - {"hasMetaError"})
         if unknown:
             raise ValueError(f"unknown filter field(s): {', '.join(unknown)}")
         kw = {}
@@ -56,7 +60,10 @@ class Filter:
             if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
                 raise ValueError(f"filter field {key} must be a list of strings")
             kw[name] = tuple(v)
-        return cls(**kw)
+        meta_error = d.get("hasMetaError")
+        if meta_error is not None and not isinstance(meta_error, bool):
+            raise ValueError("filter field hasMetaError must be a boolean")
+        return cls(**kw, meta_error=meta_error)
 
 
 class CompiledFilter:
@@ -71,11 +78,15 @@ class CompiledFilter:
             re.compile("|".join(f"(?:{fnmatch.translate(g)})" for g in f.attr_globs)) if f.attr_globs else None
         )
         self.empty_globs = f.attr_globs is not None and not f.attr_globs
-        self.is_everything = all(x is None for x in (self.systems, self.prefixes, self.names, self.drv_paths)) and not (
-            self.glob or self.empty_globs
-        )
+        self.meta_error = f.meta_error
+        self.is_everything = all(
+            x is None for x in (self.systems, self.prefixes, self.names, self.drv_paths, self.meta_error)
+        ) and not (self.glob or self.empty_globs)
 
-    def matches(self, attr: str, attr_path: tuple[str, ...], name: str, system: str, drv_path: str) -> bool:
+    def matches(self, attr: str, attr_path: tuple[str, ...], name: str, system: str, drv_path: str,
+                meta_error: bool = False) -> bool:
+        if self.meta_error is not None and meta_error != self.meta_error:
+            return False
         if self.systems is not None and system not in self.systems:
             return False
         if self.names is not None and name not in self.names:

@@ -12,6 +12,7 @@ from .event_stream import EventStream as EventStream
 from .graph import Diff as Diff
 from .graph import Graph as Graph
 from .pool import WorkerPool as WorkerPool
+from .run import run_evaluation as run_evaluation
 from .scheduler import Scheduler as Scheduler
 from .scheduler import Summary as Summary
 from .session import Session as Session

@@ -23,6 +23,7 @@ class DrvRecord:
     system: str
     drv_path: str
     line: bytes
+    meta_error: bool = False
 
 
 @dataclass
@@ -42,7 +43,7 @@ class Graph:
             kind = event_kind(d)
             if kind is EventKind.DERIVATION:
                 self.derivations[d["attr"]] = DrvRecord(
-                    d["attr"], tuple(d["attrPath"]), d["name"], d["system"], d["drvPath"], line
+                    d["attr"], tuple(d["attrPath"]), d["name"], d["system"], d["drvPath"], line, "metaError" in d
                 )
             elif kind is EventKind.ERROR:
                 self.errors[d["attr"]] = d["error"]
@@ -60,7 +61,7 @@ class Graph:
         records = self.sorted_records()
         if c.is_everything:
             return iter(records)
-        return (r for r in records if c.matches(r.attr, r.attr_path, r.name, r.system, r.drv_path))
+        return (r for r in records if c.matches(r.attr, r.attr_path, r.name, r.system, r.drv_path, r.meta_error))
 
     def query(self, flt: Filter) -> list[Derivation]:
         return [event_from_json(orjson.loads(r.line)) for r in self.select(flt)]  # type: ignore[misc]

@@ -247,7 +247,7 @@ class LocalWorker(Worker):
                 for line in lines:
                     text = line.decode("utf-8", "replace")
                     self.stderr_tail.append(text)
-                    log.warning("worker %d: %s", self.pid, text)
+                    log.warning("worker %d: %s", self.pid, text, extra={"worker_line": text})
         except (trio.ClosedResourceError, trio.BrokenResourceError):
             pass
 

@@ -74,7 +74,8 @@ class QueryIndex:
         recs = self.records
         return [
             i for i in candidates
-            if rest.matches(recs[i].attr, recs[i].attr_path, recs[i].name, recs[i].system, recs[i].drv_path)
+            if rest.matches(recs[i].attr, recs[i].attr_path, recs[i].name, recs[i].system, recs[i].drv_path,
+                            recs[i].meta_error)
         ]
 
     def _candidates(self, flt: Filter) -> tuple[Sequence[int], str | None]:

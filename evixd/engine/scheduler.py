@@ -19,7 +19,7 @@ import logging
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
@@ -59,6 +59,7 @@ class Summary:
     recycled: int = 0
     memory_retries: int = 0  # items retried alone after their worker passed the memory limit
     batches: int = 0
+    worker_died_on: list[tuple[tuple[str, ...], str]] = field(default_factory=list)  # (attrPath, why)
 
     def to_json(self) -> dict[str, Any]:
         return summary_json(self)
@@ -252,6 +253,7 @@ class Scheduler:
             self._fail(f"cannot load {self.config.describe()}: {reason}")
             return
         log.warning("%s: %s", format_attr(full), reason)
+        self.summary.worker_died_on.append((full, reason))
         self.summary.errors += 1
         self.sink(error_event(format_attr(full), full, reason) + b"\n")
 

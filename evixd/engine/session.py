@@ -29,7 +29,8 @@ from .event_stream import Decoded, EventStream, stream_events
 from .graph import Diff, Graph, diff_graphs
 from .pool import WorkerPool
 from .query_index import QueryIndex
-from .scheduler import EventSink, Scheduler, Summary
+from .run import run_evaluation
+from .scheduler import EventSink, Summary
 
 
 class Session:
@@ -89,7 +90,7 @@ class Session:
                 decoded(events)
 
         try:
-            summary = await Scheduler(self.config, collect, progress=progress, pool=self.pool).run()
+            summary = await run_evaluation(self.config, collect, progress=progress, pool=self.pool)
         finally:
             self.last_eval_end = time.monotonic()
         # Built in a thread so that the host keeps answering (queries of the old graph
