@@ -8,12 +8,14 @@ so that the CLI can start its workers first and import the engine while they sta
 
 from __future__ import annotations
 
+import functools
 import os
 import subprocess
 import sys
 from dataclasses import dataclass
 
 from protocol.environment import PROGRESS_FD_ENV, WORKER_ENV, raise_stack_limit
+from protocol.lifetime import die_with_parent
 
 __all__ = ["SpawnedWorker", "spawn"]
 
@@ -30,9 +32,18 @@ class SpawnedWorker:
     progress_fd: int
 
 
+def _prepare_child(parent_pid: int) -> None:
+    """The child's first steps after fork, before exec: bound to its master's life (killed
+    when the master dies, even by SIGKILL), then the stack (spares the worker re-executing
+    itself for it)."""
+    die_with_parent(parent_pid)
+    raise_stack_limit()
+
+
 def spawn(command: list[str] | None = None) -> SpawnedWorker:
     """Starts a worker with pipes on stdin/stdout/stderr, in its own session (so Ctrl-C reaches
-    only the master, which stops its workers), with its stack and progress word."""
+    only the master, which stops its workers), with its stack and progress word; it dies with
+    the master. Call it from the master's main thread (see protocol.lifetime)."""
     progress_fd = os.memfd_create("evix-progress")
     os.ftruncate(progress_fd, 16)
     env = dict(os.environ, **{WORKER_ENV: "1", PROGRESS_FD_ENV: str(progress_fd)})
@@ -47,6 +58,6 @@ def spawn(command: list[str] | None = None) -> SpawnedWorker:
         env=env,
         pass_fds=(progress_fd,),
         start_new_session=True,
-        preexec_fn=raise_stack_limit,  # spares the worker re-executing itself for its stack
+        preexec_fn=functools.partial(_prepare_child, os.getpid()),
     )
     return SpawnedWorker(process, progress_fd)
