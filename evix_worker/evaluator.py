@@ -23,6 +23,7 @@ from protocol.config import EvalConfig
 from protocol.events import format_attr, quote_attr
 
 from . import drvfile, gcroots
+from .names import INVALID_NAME, is_utf8, split_names
 
 ATTRS = ValueType.ATTRS
 
@@ -122,11 +123,19 @@ class Evaluator:
 
     # ---- events ---------------------------------------------------------------------------
     def _attrset(self, v: nixffi.Value, path: tuple[str, ...], attr: str, out: BatchOutcome) -> None:
-        names = attr_names_json(v)
+        names = expand = attr_names_json(v)
+        invalid: list[str] = []
+        if not is_utf8(names):  # some name is bytes that are not UTF-8: see names.py
+            names, valid, invalid = split_names([n.encode("utf-8", "surrogateescape") for n in v.names()])
+            expand = orjson.dumps(valid)
         path_json = orjson.dumps(path)
         out.events.append(b'{"attr":' + orjson.dumps(attr) + b',"attrPath":' + path_json + b',"attrs":' + names + b"}")
-        if names != b"[]":
-            out.expansions.append(b"[" + path_json + b"," + names + b"]")
+        if expand != b"[]":
+            out.expansions.append(b"[" + path_json + b"," + expand + b"]")
+        for name in invalid:
+            out.errors += 1
+            out.events.append(orjson.dumps({"attr": (attr + "." if path else "") + quote_attr(name),
+                                            "attrPath": path + (name,), "error": INVALID_NAME, "fatal": False}))
 
     def _error(self, path: tuple[str, ...], attr: str, error: Exception, out: BatchOutcome) -> None:
         if not isinstance(error, NixError):  # reading the .drv or writing a GC root

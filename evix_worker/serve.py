@@ -18,8 +18,8 @@ from protocol.config import ConfigError, EvalConfig
 
 from .evaluator import Evaluator, peak_rss_kib
 from .loader import LoadError, load
+from .names import utf8_json
 from protocol.environment import PROGRESS_FD_ENV
-
 
 
 class _Progress:
@@ -108,7 +108,7 @@ def serve(in_fd: int, out_fd: int) -> int:
             return 2
         progress.batch = msg.batch
         outcome = evaluator.run(orjson.loads(msg.items), progress.mark)
-        events = b"\n".join(outcome.events) + b"\n" if outcome.events else b""
+        events = utf8_json(b"\n".join(outcome.events) + b"\n") if outcome.events else b""
         write_all(out_fd, wire.encode_response(wire.Result(
             msg.batch, events, b"[" + b",".join(outcome.expansions) + b"]", outcome.done, outcome.derivations,
             outcome.errors, outcome.recycle, peak_rss_kib())))
