@@ -24,6 +24,8 @@ import trio
 
 from protocol import rpc
 
+from . import heap
+from .backpressure import EventStreams
 from .connection import Connection, refuse
 from .handlers import Handlers
 from .router import Router
@@ -34,6 +36,7 @@ from .listening_socket import ListeningSocket, bind_unix, from_systemd
 log = logging.getLogger("evix.daemon")
 
 ACCEPT_RETRY = 0.1  # seconds to wait when out of file descriptors
+GIVE_BACK_AFTER = 8 << 20  # bytes sent on a connection after which its end gives memory back
 
 
 class Daemon:
@@ -43,7 +46,8 @@ class Daemon:
         self.settings = settings
         self.listening = listening
         self.registry = registry
-        self.router = Router(Handlers(registry, settings, self))
+        self.streams = EventStreams()
+        self.router = Router(Handlers(registry, settings, self, self.streams))
         self.connections: set[Connection] = set()
         self.limiter = trio.CapacityLimiter(settings.max_connections)
         self.started_at = time.monotonic()
@@ -77,10 +81,13 @@ class Daemon:
             "sessionMemoryBytes": self.registry.memory_bytes(),
             "workers": dict(self.registry.worker_stats(), processes=len(children)),
             "memory": {"daemonRss": self._process.memory_info().rss, "workersRss": workers_rss},
+            "eventStreams": self.streams.to_json(),
             "limits": {
                 "maxConnections": s.max_connections, "maxRequestBytes": s.max_request_bytes,
                 "maxSessions": s.max_sessions, "maxSessionMemory": s.max_session_memory,
                 "warmSeconds": s.warm_seconds, "maxWorkers": s.max_workers, "maxWarmWorkers": s.max_warm_workers,
+                "maxClientBuffer": s.max_client_buffer, "clientTimeout": s.client_timeout,
+                "idleTimeout": s.idle_timeout,
             },
         }
 
@@ -106,20 +113,23 @@ class Daemon:
             nursery.start_soon(self._serve_connection, stream)
 
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
-        conn = Connection(stream, self.router, max_request_bytes=self.settings.max_request_bytes,
-                          max_in_flight=self.settings.max_in_flight)
+        conn = Connection(stream, self.router, self.settings)
         self.connections.add(conn)
         try:
             await conn.run()
         finally:
             self.connections.discard(conn)
             self.limiter.release_on_behalf_of(stream)
+            if conn.abandoned or conn.bytes_sent > GIVE_BACK_AFTER:
+                heap.give_back()
 
     async def watch_signals(self, signals: AsyncIterator[int], force: trio.CancelScope) -> None:
         """First SIGTERM/SIGINT: graceful stop; a second one: stop now."""
         async for signum in signals:
             if self.stop_requested.is_set():
                 log.warning("%s again: stopping now", signal.Signals(signum).name)
+                for conn in list(self.connections):
+                    conn.abort()
                 force.cancel()
                 return
             log.info("%s received", signal.Signals(signum).name)
@@ -170,7 +180,7 @@ async def _serve_connections(daemon: Daemon, listener: trio.SocketListener,
         await listener.aclose()
         daemon.listening.remove()  # new clients see no daemon at once (and evaluate locally)
         for conn in list(daemon.connections):
-            conn.stop()
+            conn.stop(daemon.settings.grace_seconds)
         conns.cancel_scope.deadline = trio.current_time() + daemon.settings.grace_seconds
 
 

@@ -18,7 +18,7 @@ import collections
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,8 +65,9 @@ class Summary:
         }
 
 
-EventSink = Callable[[bytes], None]
-"""Receives NDJSON bytes (whole lines, possibly many) as results arrive."""
+EventSink = Callable[[bytes], Awaitable[None] | None]
+"""Receives NDJSON bytes (whole lines, possibly many) as results arrive. A sink whose reader
+is behind returns an awaitable: the slot waits on it before it takes in more (backpressure)."""
 
 
 class Scheduler:
@@ -156,8 +157,10 @@ class Scheduler:
                 if not pipeline:
                     return
                 result = await worker.receive_result(pipeline.head.id)
-                self._accept(result, pipeline.head)
+                waiting = self._accept(result, pipeline.head)
                 pipeline.finish()
+                if waiting is not None:
+                    await waiting
                 recycling = recycling or result.recycle
                 if recycling and not pipeline:
                     self.summary.recycled += 1
@@ -177,13 +180,13 @@ class Scheduler:
             self.summary.batches += 1
             await worker.send_batch(batch.id, batch.encode())
 
-    def _accept(self, result: wire.Result, batch: Batch) -> None:
-        """Takes a batch's answer: events to the sink, new sets and unstarted items to the queue."""
+    def _accept(self, result: wire.Result, batch: Batch) -> Awaitable[None] | None:
+        """Takes a batch's answer: events to the sink, new sets and unstarted items to the
+        queue. Returns what the sink asks to wait for, if anything."""
         s = self.summary
         s.derivations += result.derivations
         s.errors += result.errors
-        if result.events:
-            self.sink(result.events)
+        waiting = self.sink(result.events) if result.events else None
         if result.expansions != b"[]":
             for path, names in orjson.loads(result.expansions):
                 s.attrsets += 1
@@ -191,6 +194,7 @@ class Scheduler:
         if result.done < len(batch):
             for path, name in batch.items()[result.done:]:  # the worker stopped early: requeue the rest
                 self.queue.put_item(path, name)
+        return waiting
 
     def _after_death(self, worker: Worker, pipeline: Pipeline, reason: str) -> None:
         """The item in flight gets an error event saying why the worker died; the rest of its
@@ -222,7 +226,8 @@ class Scheduler:
             return
         log.warning("%s: %s", format_attr(full), reason)
         self.summary.errors += 1
-        self.sink(orjson.dumps({"attr": format_attr(full), "attrPath": full, "error": reason, "fatal": False}) + b"\n")
+        line = orjson.dumps({"attr": format_attr(full), "attrPath": full, "error": reason, "fatal": False})
+        self.sink(line + b"\n")  # one line: its backpressure, if any, is not waited for
 
     # ---- progress -----------------------------------------------------------------------
     async def _report_progress(self, started: float) -> None:

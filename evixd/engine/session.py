@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import trio
@@ -64,12 +64,12 @@ class Session:
         """`evaluate`, also handing each chunk's events, as the graph decoded them, to `decoded`."""
         graph = Graph()
 
-        def collect(data: bytes) -> None:
+        def collect(data: bytes) -> Awaitable[None] | None:
             events = graph.add_lines(data)
-            if sink is not None:
-                sink(data)
+            waiting = sink(data) if sink is not None else None  # the sink's backpressure, if any
             if decoded is not None:
                 decoded(events)
+            return waiting
 
         summary = await Scheduler(self.config, collect, progress=progress, pool=self.pool).run()
         self.graph, self.last_summary = graph, summary
