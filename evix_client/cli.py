@@ -28,7 +28,9 @@ traversal: the root is always expanded; below it an attribute set is expanded on
 it has `recurseForDerivations = true` (or with --force-recurse).
 
 exit status: 0 when the run completed (even with error events), 1 when the input cannot
-be loaded, 2 for a usage error, 130 when interrupted.
+be loaded or stdout cannot be written, 2 for a usage error, 75 when the daemon went away
+after part of the output (run it again), 128 + N when stopped by signal N (130 Ctrl-C,
+143 SIGTERM, 129 SIGHUP), 141 when stdout was closed early. All failures: docs/failures.md.
 
 examples:
   evix eval --flake .#hydraJobs --workers 4
