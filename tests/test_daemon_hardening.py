@@ -191,6 +191,14 @@ def test_a_half_closed_client_still_gets_its_answer(daemon: Daemon, work: Path) 
     assert answer["id"] == 1 and answer["result"]["derivations"] == 3000
 
 
+def test_a_notification_is_carried_out_even_if_its_sender_closes_at_once(daemon: Daemon, work: Path) -> None:
+    config = config_for(write_many(work / "fire-and-forget.nix", 500))
+    with daemon.raw() as conn:  # like `printf … | nc -U`: send, close, never read
+        conn.send_json({"jsonrpc": "2.0", "method": "eval", "params": {"config": config}})
+    _poll(lambda: any(s["input"].endswith("fire-and-forget.nix") and s["derivations"] == 500
+                      for s in daemon.call("sessions")), timeout=60, what="the notified eval to finish")
+
+
 def test_idle_connections_are_closed_but_a_streaming_eval_is_not_idle(work: Path) -> None:
     daemon = start_daemon(short_dir() / "evix.sock", "--idle-timeout", "1", "--warm-seconds", "0")
     with daemon.raw() as idle:

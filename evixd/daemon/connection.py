@@ -61,7 +61,8 @@ class Connection:
         self._write_deadline = math.inf  # set by `stop`: writes end with the grace period
         self._in_flight = trio.CapacityLimiter(settings.max_in_flight)
         self._running = 0  # requests started and not finished
-        self._scopes: set[trio.CancelScope] = set()
+        self._scopes: set[trio.CancelScope] = set()  # requests with an id
+        self._notifications: set[trio.CancelScope] = set()
         self._read_scope = trio.CancelScope()
         self._idle_scope = trio.CancelScope()  # around each wait for input; its deadline is the idle timeout
         self._drain_scope: trio.CancelScope | None = None  # after end of input: until the last request ends
@@ -196,17 +197,20 @@ class Connection:
 
     # ---- ending -----------------------------------------------------------------------
     @contextlib.contextmanager
-    def request_scope(self) -> Iterator[trio.CancelScope]:
-        """A cancel scope for one request, cancelled when the peer goes or the daemon stops."""
+    def request_scope(self, notification: bool = False) -> Iterator[trio.CancelScope]:
+        """A cancel scope for one request, cancelled when the peer goes or the daemon stops.
+        A notification is carried out even once its sender is gone (nobody awaits an
+        answer to it: `printf … | nc -U` may close at once); only a stop cancels it."""
         scope = trio.CancelScope()
-        if self.stopping or self.gone:
+        scopes = self._notifications if notification else self._scopes
+        if self.stopping or (self.gone and not notification):
             scope.cancel()
-        self._scopes.add(scope)
+        scopes.add(scope)
         try:
             with scope:
                 yield scope
         finally:
-            self._scopes.discard(scope)
+            scopes.discard(scope)
 
     def stop(self, grace: float) -> None:
         """Daemon shutdown: stop reading, cancel running requests (they answer ShuttingDown);
@@ -216,6 +220,8 @@ class Connection:
         if self._write_scope is not None:
             self._write_scope.deadline = min(self._write_scope.deadline, self._write_deadline)
         self._cancel_all()
+        for scope in list(self._notifications):
+            scope.cancel()
 
     def abort(self) -> None:
         """Stop now: even a message being written is cut off."""
