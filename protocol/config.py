@@ -78,10 +78,10 @@ class EvalConfig:
             raise ConfigError("--max-memory must be a positive number of MiB")
         if self.item_timeout is not None and self.item_timeout <= 0:
             raise ConfigError("the per-item timeout must be positive")
-        for field, text in self._texts():
+        for where, text in self._texts():
             if "\0" in text:
-                raise ConfigError(f"{field} contains a NUL character (at offset {text.index(chr(0))}); Nix would "
-                                  "silently cut the string there, so it is refused", field=field)
+                raise ConfigError(f"{where} contains a NUL character (at offset {text.index(chr(0))}); Nix would "
+                                  "silently cut the string there, so it is refused", field=where)
         return self
 
     def _texts(self) -> Iterator[tuple[str, str]]:

@@ -4,30 +4,21 @@ real `evixd`, and a fake daemon run by another uid."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from daemon_fixtures import reap_daemons  # noqa: F401 (autouse: stops leftover daemons)
-from daemon_fixtures import Daemon, command, env, run_evix, short_dir, start_daemon, write_jobs
+from daemon_fixtures import work  # noqa: F401 (the `work` directory fixture)
+from daemon_fixtures import Daemon, command, env, run_evix, start_daemon, write_jobs
 from process_watch import write_slow_jobs
 
 from evix_client.daemon_client import DaemonClient
 
 NOBODY = 65534
 TRY_AGAIN = 75
-
-
-@pytest.fixture
-def work() -> Iterator[Path]:
-    d = short_dir()
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def _hold_every_slot(daemon: Daemon, slots: int) -> list[DaemonClient]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import re
-import shutil
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ from typing import Any
 import orjson
 import pytest
 from daemon_fixtures import reap_daemons  # noqa: F401 (autouse: stops leftover daemons)
+from daemon_fixtures import module_work  # noqa: F401 (the `work` directory fixture)
 from daemon_fixtures import (
     Daemon,
     RawConnection,
@@ -40,13 +40,6 @@ SLOW = (
 # What a message must not show: Python's types, exception texts and quoting.
 PYTHON_INTERNALS = re.compile(r"object is not|NoneType|subscriptable|has no attribute|unhashable|"
                               r"\b(int|str|dict|list|tuple|bool|float)\b|Traceback|'\w+' object")
-
-
-@pytest.fixture(scope="module")
-def work() -> Iterator[Path]:
-    d = short_dir()
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

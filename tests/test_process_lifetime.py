@@ -6,27 +6,19 @@ environment, so one that was orphaned (re-parented) is found too."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import psutil
 import pytest
 from daemon_fixtures import reap_daemons  # noqa: F401 (autouse: stops leftover daemons)
-from daemon_fixtures import command, env, short_dir, start_daemon
+from daemon_fixtures import work  # noqa: F401 (the `work` directory fixture)
+from daemon_fixtures import command, env, start_daemon
 from evix_helpers import REPO
 from process_watch import assert_none_left, new_tag, tagged, wait_for_evaluators, write_slow_jobs
-
-
-@pytest.fixture
-def work() -> Iterator[Path]:
-    d = short_dir()
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def _start_local(slow: Path, tag: str, *extra: str) -> subprocess.Popen[bytes]:

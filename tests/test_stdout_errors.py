@@ -5,23 +5,14 @@ worker left. Locally and through the daemon (whose evaluation then stops too).""
 from __future__ import annotations
 
 import shlex
-import shutil
 import subprocess
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 from daemon_fixtures import reap_daemons  # noqa: F401 (autouse: stops leftover daemons)
-from daemon_fixtures import Daemon, command, env, short_dir, start_daemon
+from daemon_fixtures import work  # noqa: F401 (the `work` directory fixture)
+from daemon_fixtures import Daemon, command, env, start_daemon
 from process_watch import assert_none_left, new_tag, tagged, write_slow_jobs
-
-
-@pytest.fixture
-def work() -> Iterator[Path]:
-    d = short_dir()
-    yield d
-    shutil.rmtree(d, ignore_errors=True)
 
 
 def _shell(pipeline: str, environ: dict[str, str]) -> subprocess.CompletedProcess[str]:
