@@ -230,8 +230,9 @@ class Connection:
             self._write_scope.cancel()
 
     def _lost(self, why: str) -> None:
-        if not self.gone:
-            log.info("client gone (%s); cancelling its %d running request(s)", why, len(self._scopes))
+        if not self.gone:  # a client leaving with nothing running is the normal end: not worth a line
+            log.log(logging.INFO if self._scopes else logging.DEBUG,
+                    "client gone (%s); cancelling its %d running request(s)", why, len(self._scopes))
         self.abandoned = self.abandoned or bool(self._scopes)
         self.gone = True
         self._cancel_all()
