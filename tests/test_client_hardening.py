@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -44,18 +45,27 @@ def test_a_hundred_concurrent_queries_are_all_answered_at_the_connection_limit(w
     assert run_evix("eval", "--file", "jobs.nix", cwd=work, socket_path=daemon.socket).returncode == 0
     expected = run_evix("query", "--file", "jobs.nix", cwd=work, socket_path=daemon.socket).stdout
     assert len(expected.splitlines()) == 7
-    held = _hold_every_slot(daemon, 64)  # full when the queries start
+    held = _hold_every_slot(daemon, 64)  # full when the queries start, and until they queue up
+
+    def release() -> None:
+        deadline = time.monotonic() + 60
+        while "waits for a slot (10 waiting)" not in daemon.log and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        for client in held:
+            client.close()
+
+    releasing = threading.Thread(target=release)
+    releasing.start()
     queries = [subprocess.Popen([*command("evix"), "query", "--file", "jobs.nix"], cwd=work,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 env=env(EVIX_SOCKET=str(daemon.socket))) for _ in range(100)]
-    time.sleep(1.0)
-    for client in held:
-        client.close()
+    releasing.join()
     results = [(q.wait(120), *q.communicate()) for q in queries]
     failed = [(code, err) for code, _, err in results if code != 0]
     assert not failed, failed[:3]
     assert all(out == expected for _, out, _ in results)
-    assert "refused a connection" in daemon.log  # the limit was really met
+    assert "64 connections open: a new one waits for a slot (10 waiting)" in daemon.log  # the limit was met
     assert daemon.stop() == 0
 
 

@@ -36,6 +36,7 @@ from .listening_socket import ListeningSocket, bind_unix, from_systemd
 log = logging.getLogger("evix.daemon")
 
 ACCEPT_RETRY = 0.1  # seconds to wait when out of file descriptors
+CONNECTION_WAIT = 5.0  # seconds a connection over the limit waits for a slot before it is refused
 GIVE_BACK_AFTER = 8 << 20  # bytes sent on a connection after which its end gives memory back
 
 
@@ -50,6 +51,7 @@ class Daemon:
         self.router = Router(Handlers(registry, settings, self, self.streams))
         self.connections: set[Connection] = set()
         self.limiter = trio.CapacityLimiter(settings.max_connections)
+        self._queued = 0  # connections waiting for a slot (at most max_connections)
         self.started_at = time.monotonic()
         self.stop_requested = trio.Event()
         self._process = psutil.Process()
@@ -105,14 +107,40 @@ class Daemon:
             try:
                 self.limiter.acquire_on_behalf_of_nowait(stream)
             except trio.WouldBlock:
-                log.warning("refused a connection: %d connections already open", self.settings.max_connections)
-                nursery.start_soon(refuse, stream, rpc.TooManyConnectionsError(
-                    f"too many connections (limit {self.settings.max_connections}); try again later"
-                ))
+                if self._queued < self.settings.max_connections:
+                    nursery.start_soon(self._wait_for_a_slot, stream)
+                else:
+                    nursery.start_soon(self._refuse_over_limit, stream)
                 continue
             nursery.start_soon(self._serve_connection, stream)
 
+    async def _wait_for_a_slot(self, stream: trio.SocketStream) -> None:
+        """At the limit, a connection waits in line (first come, first served) for
+        CONNECTION_WAIT seconds before it is refused: a burst of clients is served in turn
+        instead of refused at random."""
+        self._queued += 1
+        log.debug("%d connections open: a new one waits for a slot (%d waiting)",
+                  self.settings.max_connections, self._queued)
+        try:
+            with trio.move_on_after(CONNECTION_WAIT) as waited:
+                await self.limiter.acquire_on_behalf_of(stream)
+        finally:
+            self._queued -= 1
+        if waited.cancelled_caught:
+            await self._refuse_over_limit(stream)
+        else:
+            await self._serve_connection(stream)
+
+    async def _refuse_over_limit(self, stream: trio.SocketStream) -> None:
+        log.warning("refused a connection: %d connections already open", self.settings.max_connections)
+        await refuse(stream, rpc.TooManyConnectionsError(
+            f"too many connections (limit {self.settings.max_connections}); try again later"))
+
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
+        if self.stop_requested.is_set():  # it waited for a slot while the daemon began to stop
+            self.limiter.release_on_behalf_of(stream)
+            await refuse(stream, rpc.ShuttingDownError("the daemon is shutting down"))
+            return
         conn = Connection(stream, self.router, self.settings)
         self.connections.add(conn)
         try:
