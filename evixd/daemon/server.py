@@ -108,6 +108,9 @@ class Daemon:
                 self.limiter.acquire_on_behalf_of_nowait(stream)
             except trio.WouldBlock:
                 if self._queued < self.settings.max_connections:
+                    self._queued += 1  # here, not in the task: a burst is counted before the tasks run
+                    log.debug("%d connections open: a new one waits for a slot (%d waiting)",
+                              self.settings.max_connections, self._queued)
                     nursery.start_soon(self._wait_for_a_slot, stream)
                 else:
                     nursery.start_soon(self._refuse_over_limit, stream)
@@ -118,9 +121,6 @@ class Daemon:
         """At the limit, a connection waits in line (first come, first served) for
         CONNECTION_WAIT seconds before it is refused: a burst of clients is served in turn
         instead of refused at random."""
-        self._queued += 1
-        log.debug("%d connections open: a new one waits for a slot (%d waiting)",
-                  self.settings.max_connections, self._queued)
         try:
             with trio.move_on_after(CONNECTION_WAIT) as waited:
                 await self.limiter.acquire_on_behalf_of(stream)
