@@ -22,7 +22,6 @@ from daemon_fixtures import (
     config_for,
     daemon_fixture,
     eval_lines,
-    short_dir,
     start_daemon,
     write_jobs,
     write_many,
@@ -163,7 +162,7 @@ def test_every_invalid_params_message_says_what_was_expected(daemon: Daemon, wor
 # ---- clients that close, half-close, or sit idle ---------------------------------------
 def test_a_client_that_closes_mid_eval_stops_its_workers_within_a_second(work: Path) -> None:
     tag = new_tag()
-    daemon = start_daemon(short_dir() / "evix.sock", "--warm-seconds", "0", extra_env={"EVIX_TEST_RUN": tag})
+    daemon = start_daemon(work / "close.sock", "--warm-seconds", "0", extra_env={"EVIX_TEST_RUN": tag})
     config = config_for(write_slow_jobs(work), workers=2)
     conn = daemon.raw()
     conn.send_json({"jsonrpc": "2.0", "id": 1, "method": "eval", "params": {"config": config}})
@@ -193,7 +192,7 @@ def test_a_notification_is_carried_out_even_if_its_sender_closes_at_once(daemon:
 
 
 def test_idle_connections_are_closed_but_a_streaming_eval_is_not_idle(work: Path) -> None:
-    daemon = start_daemon(short_dir() / "evix.sock", "--idle-timeout", "1", "--warm-seconds", "0")
+    daemon = start_daemon(work / "idle.sock", "--idle-timeout", "1", "--warm-seconds", "0")
     with daemon.raw() as idle:
         started = time.monotonic()
         assert idle.is_closed(timeout=10)
@@ -239,7 +238,7 @@ def _poll(check: Callable[[], bool], timeout: float = 180, what: str = "") -> No
 
 def test_clients_that_never_read_cost_a_bounded_buffer_given_back_when_they_go(work: Path) -> None:
     limit_kib, count = 1024, 10000
-    daemon = start_daemon(short_dir() / "evix.sock", "--max-client-buffer-kib", str(limit_kib),
+    daemon = start_daemon(work / "stalled.sock", "--max-client-buffer-kib", str(limit_kib),
                           "--client-timeout", "600", "--warm-seconds", "0")
     rss = lambda: daemon.call("status")["memory"]["daemonRss"]  # noqa: E731
     before = rss()
@@ -275,7 +274,7 @@ def test_clients_that_never_read_cost_a_bounded_buffer_given_back_when_they_go(w
 
 
 def test_a_client_that_stops_reading_gets_an_error_saying_why(work: Path) -> None:
-    daemon = start_daemon(short_dir() / "evix.sock", "--max-client-buffer-kib", "256", "--client-timeout", "2",
+    daemon = start_daemon(work / "late.sock", "--max-client-buffer-kib", "256", "--client-timeout", "2",
                           "--warm-seconds", "0")
     config = config_for(write_many(work / "late.nix", 40000))
     with daemon.raw() as late:
