@@ -32,7 +32,9 @@ error event; `x: ...` is skipped). A set that is one of its own ancestors is an 
 ("attribute set cycle: a.b.a is a"), and so is a set at --max-depth that would be expanded.
 
 exit status: 0 when the run completed (even with error events), 1 when the input cannot
-be loaded, 2 for a usage error, 130 when interrupted.
+be loaded or stdout cannot be written, 2 for a usage error, 75 when the daemon went away
+after part of the output (run it again), 128 + N when stopped by signal N (130 Ctrl-C,
+143 SIGTERM, 129 SIGHUP), 141 when stdout was closed early. All failures: docs/failures.md.
 
 examples:
   evix eval --flake .#hydraJobs --workers 4

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import errno
 import itertools
+import os
 import socket
 from collections.abc import Callable
 from typing import Any
 
 from protocol import framing, rpc
+from protocol.endpoint import peer_uid
 
 CONNECT_TIMEOUT = 5.0
 READ_SIZE = 1 << 20
@@ -35,6 +37,28 @@ class DaemonUnavailable(DaemonError):
         self.reason = reason
 
 
+class ForeignDaemonError(DaemonError):
+    """The socket is served by another user: never talked to, and no reason to fall back
+    silently either (another user's socket on our path is an attack or a misconfiguration)."""
+
+    def __init__(self, path: str, uid: int) -> None:
+        super().__init__(
+            f"refusing the daemon socket {path}: it is served by {_user(uid)}, not by you ({_user(os.getuid())}); "
+            "remove it or choose another socket (--socket, $EVIX_SOCKET), or evaluate with --no-daemon"
+        )
+        self.path = path
+        self.uid = uid
+
+
+def _user(uid: int) -> str:
+    import pwd
+
+    try:
+        return f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+    except KeyError:
+        return f"uid {uid}"
+
+
 class ConnectionLost(DaemonError):
     """The daemon closed the connection before answering."""
 
@@ -50,7 +74,8 @@ class DaemonClient:
 
     @classmethod
     def connect(cls, path: str, timeout: float = CONNECT_TIMEOUT) -> DaemonClient:
-        """Connects to `path`; DaemonUnavailable when no daemon can be used there."""
+        """Connects to `path`; DaemonUnavailable when no daemon can be used there,
+        ForeignDaemonError when another user's process serves it (checked with SO_PEERCRED)."""
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         sock.settimeout(timeout)
         try:
@@ -62,6 +87,10 @@ class DaemonClient:
             if isinstance(e, TimeoutError):
                 raise DaemonUnavailable(path, "timed out connecting") from None
             raise DaemonError(f"cannot connect to {path}: {e.strerror or e}") from None
+        uid = peer_uid(sock)
+        if uid != os.getuid():
+            sock.close()
+            raise ForeignDaemonError(path, uid)
         sock.settimeout(None)  # an eval may stream for a long time
         return cls(sock, path)
 
@@ -74,6 +103,13 @@ class DaemonClient:
     def close(self) -> None:
         self._reader.close()
         self.sock.close()
+
+    def abort(self) -> None:
+        """Ends the connection from another thread: a `call` waiting in it raises ConnectionLost."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
 
     def call(self, method: str, params: dict[str, Any] | None = None,
              on_events: Callable[[str], None] | None = None) -> Any:

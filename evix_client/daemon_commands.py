@@ -2,13 +2,20 @@
 
 Light on purpose: only the standard library, orjson and `protocol` (no trio, cffi or
 capnp), so a query costs a Python start-up plus one round trip.
+
+When the daemon cannot finish an `eval`: before anything is printed, evaluating locally
+takes over (the user sees the same output); after part of the output is printed, the run
+exits with EXIT_TRY_AGAIN and says so, since a second run's output would be mixed in.
+`query` and `diff` wait and retry for a few seconds while the daemon is at its connection
+limit. A socket served by another user is refused outright, never silently passed over.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import BinaryIO
+import time
+from typing import Any
 
 import orjson
 
@@ -16,28 +23,37 @@ from protocol import rpc
 from protocol.config import EvalConfig
 from protocol.query import Filter
 
-from .daemon_client import DaemonClient, DaemonError, DaemonUnavailable
+from .daemon_client import ConnectionLost, DaemonClient, DaemonError, DaemonUnavailable, ForeignDaemonError
+from .stdout import ReaderWatch, Stdout, StdoutClosed
 
 log = logging.getLogger("evix")
 
+EXIT_TRY_AGAIN = 75  # EX_TEMPFAIL: the daemon went away or stayed full; the same command may work now
+CAP_RETRY_SECONDS = 10.0  # how long `query`/`diff` retry while the daemon is at its connection limit
 START_HINT = "start one with `evix daemon` or `systemctl --user enable --now evixd.socket`"
 # Refusals that come before any output, so local evaluation can still take over.
 _FALLBACK_CODES = (rpc.TooManyConnectionsError.CODE, rpc.ForbiddenError.CODE, rpc.ShuttingDownError.CODE,
                    rpc.ProtocolVersionError.CODE)
 
 
-def fail(message: str) -> int:
+def fail(message: str, code: int = 1) -> int:
     print(f"evix: error: {message}", file=sys.stderr)
-    return 1
+    return code
 
 
-def try_daemon_eval(config: EvalConfig, path: str, out: BinaryIO | None = None) -> int | None:
+def try_again(message: str) -> int:
+    return fail(f"{message}; run the command again (exit status {EXIT_TRY_AGAIN}: try again)", EXIT_TRY_AGAIN)
+
+
+def try_daemon_eval(config: EvalConfig, path: str, out: Stdout | None = None) -> int | None:
     """Evaluates through the daemon on `path`, printing the same NDJSON as a local run.
 
     Returns the exit status, or None when no daemon can take the job (then evaluate locally)."""
-    out = out or sys.stdout.buffer
+    sink = out or Stdout()
     try:
         client = DaemonClient.connect(path)
+    except ForeignDaemonError as e:
+        return fail(str(e))
     except DaemonUnavailable as e:
         log.info("%s: evaluating locally", e)
         return None
@@ -49,57 +65,102 @@ def try_daemon_eval(config: EvalConfig, path: str, out: BinaryIO | None = None) 
     def write(ndjson: str) -> None:
         nonlocal printed
         printed = True
-        out.write(ndjson.encode())
+        sink.write(ndjson.encode())
 
     with client:
+        reader = ReaderWatch(client.abort)  # `| head`: stop when the reader goes, not at the next write
         try:
             summary = client.call("eval", rpc.EvalParams(config, rpc.PROTOCOL_VERSION).to_json(), on_events=write)
-        except rpc.RpcError as e:
-            out.flush()
-            if not printed and e.code in _FALLBACK_CODES:
-                log.warning("the daemon on %s refused the evaluation (%s): evaluating locally", path, e.message)
-                return None
-            return fail(e.message)
-        except DaemonError as e:
-            out.flush()
-            return fail(str(e))
-    out.flush()
+        except (rpc.RpcError, DaemonError) as e:
+            if reader.gone:
+                raise StdoutClosed("stdout was closed") from None
+            sink.flush()
+            return _eval_stopped(e, path, printed)
+    sink.flush()
     log.info("%d derivations, %d errors in %.2f s (daemon session %s)", summary.get("derivations", 0),
              summary.get("errors", 0), summary.get("seconds", 0.0), str(summary.get("session", ""))[:12])
     return 0
 
 
-def run_query(config: EvalConfig, flt: Filter, path: str, out: BinaryIO | None = None) -> int:
+def _eval_stopped(error: rpc.RpcError | DaemonError, path: str, printed: bool) -> int | None:
+    """What an `eval` the daemon did not finish ends with (None: evaluate locally)."""
+    gone = isinstance(error, ConnectionLost) or getattr(error, "code", None) == rpc.ShuttingDownError.CODE
+    if not printed and (gone or getattr(error, "code", None) in _FALLBACK_CODES):
+        how = "went away before sending any event" if gone else "refused the evaluation"
+        log.warning("the daemon on %s %s (%s): evaluating locally", path, how, _text(error))
+        return None
+    if gone:
+        return try_again(f"the daemon on {path} went away in the middle of the evaluation ({_text(error)}) "
+                         "and the output printed so far is incomplete")
+    return fail(_text(error))
+
+
+def run_query(config: EvalConfig, flt: Filter, path: str, out: Stdout | None = None) -> int:
     """Prints the warm session's derivations matching `flt` as NDJSON."""
-    out = out or sys.stdout.buffer
-    try:
-        with DaemonClient.connect(path) as client:
-            result = client.call("query", rpc.QueryParams(config, flt, "ndjson", rpc.PROTOCOL_VERSION).to_json())
-    except DaemonUnavailable as e:
-        return fail(f"{e}: `evix query` needs the daemon; {START_HINT}")
-    except (rpc.RpcError, DaemonError) as e:
-        return fail(getattr(e, "message", None) or str(e))
-    out.write(result["ndjson"].encode())
-    out.flush()
+    params = rpc.QueryParams(config, flt, "ndjson", rpc.PROTOCOL_VERSION).to_json()
+    result = _request(path, "query", params)
+    if isinstance(result, int):
+        return result
+    sink = out or Stdout()
+    sink.write(result["ndjson"].encode())
+    sink.flush()
     log.info("%d derivations (daemon: %.1f ms)", result.get("count", 0), result.get("serverMs", 0.0))
     return 0
 
 
-def run_diff(config: EvalConfig, path: str, out: BinaryIO | None = None) -> int:
+def run_diff(config: EvalConfig, path: str, out: Stdout | None = None) -> int:
     """Prints one JSON object: added, removed, changed, errors."""
-    out = out or sys.stdout.buffer
-    try:
-        with DaemonClient.connect(path) as client:
-            result = client.call("diff", rpc.DiffParams(config, rpc.PROTOCOL_VERSION).to_json())
-    except DaemonUnavailable as e:
-        return fail(f"{e}: `evix diff` needs the daemon; {START_HINT}")
-    except (rpc.RpcError, DaemonError) as e:
-        return fail(getattr(e, "message", None) or str(e))
+    result = _request(path, "diff", rpc.DiffParams(config, rpc.PROTOCOL_VERSION).to_json())
+    if isinstance(result, int):
+        return result
     diff = {k: result[k] for k in ("added", "removed", "changed", "errors")}
-    out.write(orjson.dumps(diff) + b"\n")
-    out.flush()
+    sink = out or Stdout()
+    sink.write(orjson.dumps(diff) + b"\n")
+    sink.flush()
     summary = result.get("summary") or {}
     log.info("%d added, %d removed, %d changed, %d errors (%d derivations in %.2f s)", len(diff["added"]),
              len(diff["removed"]), len(diff["changed"]), len(diff["errors"]), summary.get("derivations", 0),
              summary.get("seconds", 0.0))
     return 0
+
+
+def _request(path: str, method: str, params: dict[str, Any]) -> Any:
+    """The result of one `query`/`diff` request, or the exit status after saying what went wrong."""
+    try:
+        return call_with_retry(path, method, params)
+    except ForeignDaemonError as e:
+        return fail(str(e))
+    except DaemonUnavailable as e:
+        return fail(f"{e}: `evix {method}` needs the daemon; {START_HINT}")
+    except rpc.TooManyConnectionsError as e:
+        return try_again(f"the daemon on {path} stayed at its connection limit for {CAP_RETRY_SECONDS:g} s "
+                         f"({e.message})")
+    except rpc.ShuttingDownError as e:
+        return try_again(f"the daemon on {path} is stopping ({e.message})")
+    except ConnectionLost as e:
+        return try_again(str(e))
+    except (rpc.RpcError, DaemonError) as e:
+        return fail(_text(e))
+
+
+def call_with_retry(path: str, method: str, params: dict[str, Any], patience: float = CAP_RETRY_SECONDS) -> Any:
+    """One request on a fresh connection; while the daemon refuses it for being at its
+    connection limit, waits (exponential backoff with jitter) and retries for `patience` s."""
+    deadline = time.monotonic() + patience
+    delay = 0.02
+    while True:
+        try:
+            with DaemonClient.connect(path) as client:
+                return client.call(method, params)
+        except rpc.TooManyConnectionsError:
+            if time.monotonic() + delay > deadline:
+                raise
+        import random  # only when the daemon is full: costs a little start-up otherwise
+
+        log.debug("the daemon is at its connection limit: retrying in %.0f ms", delay * 1000)
+        time.sleep(delay * random.uniform(0.5, 1.5))
+        delay = min(delay * 2, 0.5)
+
+
+def _text(error: rpc.RpcError | DaemonError) -> str:
+    return getattr(error, "message", None) or str(error)

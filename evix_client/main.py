@@ -12,6 +12,7 @@ from protocol.environment import WORKER_ENV
 from protocol.loglevel import setup_logging
 
 from .cli import build_parser, config_from_args, filter_from_args, take_pair_options
+from .stdout import StdoutError, finish
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,13 +70,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def entry(run: Callable[[], int] | None = None) -> None:
-    """Console-script entry (of `evix`, or of `run`): exit 130 on Ctrl-C, quietly on a closed stdout."""
+    """Console-script entry (of `evix`, or of `run`): exit 130 on Ctrl-C; on a stdout that
+    cannot take the output, 141 (closed pipe, quietly) or 1 (one line saying why), never a traceback."""
     try:
         code = (run or main)()
     except KeyboardInterrupt:
         code = 130
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        code = 0
+    except StdoutError as e:
+        code = finish(e)
     sys.exit(code)

@@ -27,6 +27,7 @@ from protocol.events import attrset_event, derivation_event, error_event, fields
 
 from . import drvfile, gcroots, job_fields
 from .meta import lenient_meta, strict_meta
+from .names import INVALID_NAME, is_utf8, split_names
 from .traversal_limits import cut_reason
 
 ATTRS = ValueType.ATTRS
@@ -165,10 +166,17 @@ class Evaluator:
 
     # ---- events ---------------------------------------------------------------------------
     def _attrset(self, v: nixffi.Value, path: tuple[str, ...], attr: str, out: BatchOutcome) -> None:
-        names = attr_names_json(v)
+        names = expand = attr_names_json(v)
+        invalid: list[str] = []
+        if not is_utf8(names):  # some name is bytes that are not UTF-8: see names.py
+            names, valid, invalid = split_names([n.encode("utf-8", "surrogateescape") for n in v.names()])
+            expand = orjson.dumps(valid)
         out.events.append(attrset_event(attr, path, names))
-        if names != b"[]":
-            out.expansions.append(b"[" + orjson.dumps(path) + b"," + names + b"]")
+        if expand != b"[]":
+            out.expansions.append(b"[" + orjson.dumps(path) + b"," + expand + b"]")
+        for name in invalid:
+            out.errors += 1
+            out.events.append(error_event((attr + "." if path else "") + quote_attr(name), path + (name,), INVALID_NAME))
 
     def _error(self, path: tuple[str, ...], attr: str, error: Exception, out: BatchOutcome) -> None:
         if not isinstance(error, NixError):  # reading the .drv or writing a GC root

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from protocol.environment import MASTER_PID_ENV, STACK_BYTES, WORKER_ENV, die_with_parent, raise_stack_limit
+from protocol.environment import STACK_BYTES, WORKER_ENV, raise_stack_limit
 
 __all__ = ["WORKER_ENV", "STACK_BYTES", "ensure_stack", "run_worker"]
 
@@ -25,8 +25,6 @@ def run_worker() -> int:
     """Serves the worker protocol on stdin/stdout; stdout is moved aside so stray output
     from Nix cannot corrupt frames. Returns the exit code."""
     ensure_stack()
-    if os.environ.get(MASTER_PID_ENV):
-        die_with_parent(int(os.environ[MASTER_PID_ENV]))
     from .serve import serve
 
     out_fd = os.dup(1)

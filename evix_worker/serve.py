@@ -20,6 +20,7 @@ from protocol.in_flight import InFlightWord
 
 from .evaluator import Evaluator, peak_rss_kib
 from .loader import LoadError, load, load_apply
+from .names import utf8_json
 
 
 class FrameReader:
@@ -92,7 +93,7 @@ def serve(in_fd: int, out_fd: int) -> int:
         from .template import serve_template
 
         return serve_template(frames, out_fd, setup.config, root, lambda: Evaluator(root, config, apply),
-                              config.warm_template)
+                              config.warm_template, not config.no_instantiate)
     set_process_name(EVALUATOR_NAME)
     write_all(out_fd, ready())
     return serve_batches(frames, out_fd, Evaluator(root, config, apply), in_flight_marker())
@@ -118,7 +119,7 @@ def serve_batches(frames: FrameReader, out_fd: int, evaluator: Evaluator, marker
         if marker is not None:
             marker.batch = msg.batch
         outcome = evaluator.run(orjson.loads(msg.items), mark)
-        events = b"\n".join(outcome.events) + b"\n" if outcome.events else b""
+        events = utf8_json(b"\n".join(outcome.events) + b"\n") if outcome.events else b""
         write_all(out_fd, wire.encode_response(wire.Result(
             msg.batch, events, b"[" + b",".join(outcome.expansions) + b"]", outcome.done, outcome.derivations,
             outcome.errors, outcome.recycle, peak_rss_kib(), outcome.out_of_memory)))

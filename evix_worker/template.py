@@ -30,7 +30,8 @@ from collections.abc import Callable
 import nixffi
 from nixffi.traverse import Kind, classify_child
 from protocol import template, wire
-from protocol.environment import CONTROL_FD_ENV, EVALUATOR_NAME, TEMPLATE_NAME, die_with_parent, set_process_name
+from protocol.environment import CONTROL_FD_ENV, EVALUATOR_NAME, TEMPLATE_NAME, set_process_name
+from protocol.lifetime import die_with_parent
 
 from .evaluator import Evaluator
 from .serve import FrameReader, in_flight_marker, ready, serve_batches, write_all
@@ -52,7 +53,7 @@ def warm(root: nixffi.Value) -> None:
             continue
 
 
-def fork_refusal(root: nixffi.Value) -> str | None:
+def fork_refusal(root: nixffi.Value, writes_store: bool) -> str | None:
     """Why this process must not fork workers (None: it may), checked once.
 
     Only a local store can be shared by forks: a daemon store's connection would be one
@@ -60,10 +61,15 @@ def fork_refusal(root: nixffi.Value) -> str | None:
     file is named after the pid that opened it and held under an exclusive lock; opened
     lazily in each child it would be the same name, and every child but one would wait on
     the lock forever. So the template opens it now (by adding a tiny file to the store,
-    which adds a temp root), and its children share the one open file and its lock."""
+    which adds a temp root), and its children share the one open file and its lock. In
+    Nix's read-only mode (`writes_store` False: --no-instantiate) nothing is added to the
+    store, so there is no temp root to share, and adding that file there made later
+    evaluations copy sources after all: it is skipped."""
     uri = root.state.store.uri
     if uri != "local" and not uri.startswith(("local?", "/")):
         return f"the store is '{uri}', not a local store: forked workers would share its connection"
+    if not writes_store:
+        return "Nix's read-only mode (--no-instantiate) is not used with forked workers"
     try:
         root.state.eval_string('builtins.toFile "evix-template" ""', "/").force()
     except nixffi.NixError as e:
@@ -72,11 +78,11 @@ def fork_refusal(root: nixffi.Value) -> str | None:
 
 
 def serve_template(frames: FrameReader, out_fd: int, setup_config: bytes, root: nixffi.Value,
-                   evaluator: Callable[[], Evaluator], warm_first: bool) -> int:
+                   evaluator: Callable[[], Evaluator], warm_first: bool, writes_store: bool) -> int:
     """Warms, answers Ready, then forks a worker per request until the master goes away."""
     control = socket.socket(fileno=int(os.environ[CONTROL_FD_ENV]))
     set_process_name(TEMPLATE_NAME)
-    refusal = fork_refusal(root)
+    refusal = fork_refusal(root, writes_store)
     if warm_first and refusal is None:
         warm(root)
     write_all(out_fd, ready())

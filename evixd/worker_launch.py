@@ -8,14 +8,16 @@ so that the CLI can start its workers first and import the engine while they sta
 
 from __future__ import annotations
 
+import functools
 import os
 import socket
 import subprocess
 import sys
 from dataclasses import dataclass
 
-from protocol.environment import CONTROL_FD_ENV, IN_FLIGHT_FD_ENV, MASTER_PID_ENV, WORKER_ENV, raise_stack_limit
+from protocol.environment import CONTROL_FD_ENV, IN_FLIGHT_FD_ENV, WORKER_ENV, raise_stack_limit
 from protocol.in_flight import InFlightWord
+from protocol.lifetime import die_with_parent
 
 __all__ = ["SpawnedWorker", "spawn"]
 
@@ -35,14 +37,22 @@ class SpawnedWorker:
     """Our end of its control socket: used only if it is set up as a template."""
 
 
+def _prepare_child(parent_pid: int) -> None:
+    """The child's first steps after fork, before exec: bound to its master's life (killed
+    when the master dies, even by SIGKILL), then the stack (spares the worker re-executing
+    itself for it)."""
+    die_with_parent(parent_pid)
+    raise_stack_limit()
+
+
 def spawn(command: list[str] | None = None) -> SpawnedWorker:
     """Starts a worker with pipes on stdin/stdout/stderr, in its own session (so Ctrl-C reaches
     only the master, which stops its workers), with its stack, in-flight word and control
-    socket; it dies with this process however this one ends (MASTER_PID_ENV)."""
+    socket; it dies with the master. Call it from the master's main thread (see
+    protocol.lifetime)."""
     in_flight = InFlightWord.create()
     ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-    env = dict(os.environ, **{WORKER_ENV: "1", IN_FLIGHT_FD_ENV: str(in_flight.fd), CONTROL_FD_ENV: str(theirs.fileno()),
-                              MASTER_PID_ENV: str(os.getpid())})
+    env = dict(os.environ, **{WORKER_ENV: "1", IN_FLIGHT_FD_ENV: str(in_flight.fd), CONTROL_FD_ENV: str(theirs.fileno())})
     # Without it glibc hands heap back to the kernel and takes it again around every .drv
     # Nix writes: up to 2x slower evaluation (measured, bench/README.md).
     env.setdefault("MALLOC_TRIM_THRESHOLD_", str(256 << 20))
@@ -55,7 +65,7 @@ def spawn(command: list[str] | None = None) -> SpawnedWorker:
             env=env,
             pass_fds=(in_flight.fd, theirs.fileno()),
             start_new_session=True,
-            preexec_fn=raise_stack_limit,  # spares the worker re-executing itself for its stack
+            preexec_fn=functools.partial(_prepare_child, os.getpid()),
         )
     except BaseException:
         in_flight.close()

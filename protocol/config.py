@@ -11,15 +11,22 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field, fields, replace
+from collections.abc import Iterator
 from typing import Any
 
 import orjson
 
+from . import config_json as cj
 from .flakeref import absolute_flake_ref
 
 
 class ConfigError(ValueError):
-    """The configuration is not valid (the message says what to change)."""
+    """The configuration is not valid (the message says what to change); `field`, when
+    known, is the JSON path of the field at fault (`args[0].value`)."""
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 @dataclass(frozen=True)
@@ -101,7 +108,28 @@ class EvalConfig:
                                   "(they need the .drv files it does not write)")
         if self.reference_lock_file is not None and self.flake is None:
             raise ConfigError("--reference-lock-file only applies to --flake")
+        for where, text in self._texts():
+            if "\0" in text:
+                raise ConfigError(f"{where} contains a NUL character (at offset {text.index(chr(0))}); Nix would "
+                                  "silently cut the string there, so it is refused", field=where)
         return self
+
+    def _texts(self) -> Iterator[tuple[str, str]]:
+        """Every string of the config, with its JSON path."""
+        for name in ("flake", "expr", "file", "nix_path", "base_dir", "gc_roots_dir", "select", "apply",
+                     "reference_lock_file", "eval_store"):
+            if getattr(self, name) is not None:
+                yield _camel(name), getattr(self, name)
+        for i, a in enumerate(self.args):
+            yield f"args[{i}].name", a.name
+            yield f"args[{i}].value", a.value
+        for name in ("override_inputs", "options"):
+            for i, (first, second) in enumerate(getattr(self, name)):
+                yield f"{_camel(name)}[{i}][0]", first
+                yield f"{_camel(name)}[{i}][1]", second
+        for name in ("lookup_path", "worker_command"):
+            for i, text in enumerate(getattr(self, name) or ()):
+                yield f"{_camel(name)}[{i}]", text
 
     def resolved(self, cwd: str | None = None) -> EvalConfig:
         """The same config with local paths made absolute against `cwd`, so it means the same in a daemon."""
@@ -156,40 +184,40 @@ class EvalConfig:
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> EvalConfig:
-        """Decodes a config object, rejecting unknown fields and wrong types with ConfigError."""
+        """Decodes a config object; ConfigError (naming the field and what it must be) for
+        unknown fields and wrong shapes. null means the field's default."""
         if not isinstance(d, dict):
             raise ConfigError("config must be a JSON object")
         known = {_camel(f.name): f.name for f in fields(cls)}
         unknown = sorted(set(d) - set(known))
         if unknown:
-            raise ConfigError(f"unknown config field(s): {', '.join(unknown)}")
+            raise ConfigError(f"unknown config field(s): {', '.join(unknown)} (known: {', '.join(sorted(known))})")
         kw: dict[str, Any] = {}
         try:
             for key, value in d.items():
-                name = known[key]
-                if value is None:
-                    kw[name] = None
-                elif name == "args":
-                    kw[name] = tuple(
-                        Arg(str(a["name"]), str(a["value"]), bool(a.get("isString", False))) for a in value
-                    )
-                elif name in ("override_inputs", "options"):
-                    kw[name] = tuple((str(k), str(v)) for k, v in value)
-                elif name in ("lookup_path", "worker_command"):
-                    kw[name] = tuple(str(x) for x in value)
-                elif name in _BOOLS:
-                    kw[name] = _typed(name, value, bool)
-                elif name in ("workers", "max_memory_mb", "max_depth"):
-                    kw[name] = _typed(name, value, int)
-                elif name == "item_timeout":
-                    kw[name] = float(_typed(name, value, (int, float)))
-                else:
-                    kw[name] = _typed(name, value, str)
-        except (KeyError, TypeError, ValueError) as e:
-            if isinstance(e, ConfigError):
-                raise
-            raise ConfigError(f"malformed config: {e}") from e
+                if value is not None:
+                    kw[known[key]] = _decode_field(known[key], key, value)
+        except cj.FieldError as e:
+            raise ConfigError(str(e), field=e.field) from None
         return cls(**kw)
+
+
+def _decode_field(name: str, key: str, value: Any) -> Any:
+    if name == "args":
+        return tuple(Arg(*a) for a in cj.args(key, value))
+    if name == "override_inputs":
+        return cj.pairs(key, value, "input name, flake reference")
+    if name == "options":
+        return cj.pairs(key, value, "setting, value")
+    if name in ("lookup_path", "worker_command"):
+        return cj.strings(key, value)
+    if name in _BOOLS:
+        return cj.boolean(key, value)
+    if name in ("workers", "max_memory_mb", "max_depth"):
+        return cj.integer(key, value)
+    if name == "item_timeout":
+        return cj.number(key, value)
+    return cj.string(key, value)
 
 
 def _absolute_file(file: str | None, cwd: str) -> str | None:
@@ -197,12 +225,6 @@ def _absolute_file(file: str | None, cwd: str) -> str | None:
     if file is None or (file.startswith("<") and file.endswith(">")):
         return file
     return os.path.abspath(os.path.join(cwd, file))
-
-
-def _typed(name: str, value: Any, t: Any) -> Any:
-    if not isinstance(value, t) or (t is int and isinstance(value, bool)):
-        raise ConfigError(f"config field {_camel(name)} has the wrong type ({type(value).__name__})")
-    return value
 
 
 def _camel(name: str) -> str:

@@ -2,9 +2,7 @@
 and the stack size (only the standard library: the CLI reads them before anything else loads)."""
 
 import ctypes
-import os
 import resource
-import signal
 
 WORKER_ENV = "EVIX_WORKER"
 """Set in a worker's environment. An embedder whose binary re-executes itself to host
@@ -32,30 +30,11 @@ def raise_stack_limit() -> bool:
     resource.setrlimit(resource.RLIMIT_STACK, (want, hard))
     return True
 
-MASTER_PID_ENV = "EVIX_MASTER_PID"
-"""The pid of the master that started the worker: the worker dies with it (die_with_parent)."""
 
 CONTROL_FD_ENV = "EVIX_CONTROL_FD"
 """The fd of a worker's end of a SOCK_SEQPACKET socket pair: a worker set up as a template
 (Setup.template) takes fork requests on it and reports its children's exits
 (protocol.template)."""
-
-
-_PR_SET_PDEATHSIG = 1
-
-
-def die_with_parent(expected_parent: int) -> None:
-    """Makes the kernel SIGKILL this process when its parent ends (a worker must never
-    outlive its master, nor a forked worker its template), however the parent ends.
-
-    Call it first thing in the child, with the parent's pid as it was before forking: if the
-    parent ended before the call (the child was already reparented), the child exits at once."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
-    if os.getppid() != expected_parent:
-        os._exit(0)
-
 
 TEMPLATE_NAME = "evix-template"
 EVALUATOR_NAME = "evix-eval"

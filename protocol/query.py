@@ -42,14 +42,14 @@ class Filter:
 
     @classmethod
     def from_json(cls, d: dict[str, Any] | None) -> Filter:
-        d = d or {}
+        d = {} if d is None else d
         if not isinstance(d, dict):
             raise ValueError("filter must be a JSON object")
         keys = {"systems": "systems", "attrPrefix": "attr_prefix", "names": "names", "drvPaths": "drv_paths",
                 "attrGlobs": "attr_globs"}
         unknown = sorted(set(d) - set(keys) - {"hasMetaError"})
         if unknown:
-            raise ValueError(f"unknown filter field(s): {', '.join(unknown)}")
+            raise ValueError(f"unknown filter field(s): {', '.join(unknown)} (known: {', '.join(keys)})")
         kw = {}
         for key, name in keys.items():
             v = d.get(key)
@@ -58,7 +58,11 @@ class Filter:
             if isinstance(v, str):
                 v = [v]
             if not isinstance(v, list) or not all(isinstance(x, str) for x in v):
-                raise ValueError(f"filter field {key} must be a list of strings")
+                raise ValueError(f"filter.{key} must be a string or an array of strings")
+            for i, x in enumerate(v):
+                if "\0" in x:
+                    raise ValueError(f"filter.{key}[{i}] contains a NUL character, which no attribute, name or "
+                                     "path has: refused")
             kw[name] = tuple(v)
         meta_error = d.get("hasMetaError")
         if meta_error is not None and not isinstance(meta_error, bool):

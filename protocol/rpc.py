@@ -121,6 +121,13 @@ class ProtocolVersionError(RpcError):
     MESSAGE = "Protocol version mismatch"
 
 
+class SlowClientError(RpcError):
+    """The client read none of its events for the daemon's client timeout: its stream was ended."""
+
+    CODE = -32008
+    MESSAGE = "Client too slow"
+
+
 class EvalFailedError(RpcError):
     """The input could not be loaded: the evaluation is fatal (Nix's message included)."""
 
@@ -139,7 +146,7 @@ _BY_CODE: dict[int, type[RpcError]] = {
     c.CODE: c
     for c in (ParseError, InvalidRequestError, MethodNotFoundError, InvalidParamsError, InternalRpcError,
               NoSessionError, SessionBusyError, RequestTooLargeError, ForbiddenError, TooManyConnectionsError,
-              ShuttingDownError, ProtocolVersionError, EvalFailedError)
+              ShuttingDownError, ProtocolVersionError, SlowClientError, EvalFailedError)
 }
 
 
@@ -153,6 +160,8 @@ def _config(value: Any) -> EvalConfig:
     try:
         return EvalConfig.from_json(value).validate()
     except ConfigError as e:
+        if e.field is not None:  # the message starts with the field's path
+            raise InvalidParamsError(f"config.{e}", {"field": f"config.{e.field}"}) from None
         raise InvalidParamsError(f"config: {e}") from None
 
 
@@ -194,8 +203,8 @@ class QueryParams:
     def from_json(cls, d: dict[str, Any]) -> QueryParams:
         try:
             flt = Filter.from_json(d.get("filter"))
-        except ValueError as e:
-            raise InvalidParamsError(f"filter: {e}") from None
+        except ValueError as e:  # the message names the filter field
+            raise InvalidParamsError(str(e)) from None
         fmt = d.get("format", "objects")
         if fmt not in QUERY_FORMATS:
             raise InvalidParamsError(f"format must be one of {', '.join(QUERY_FORMATS)}")
@@ -218,8 +227,9 @@ class DropParams:
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> DropParams:
         key = _required(d, "key")
-        if not isinstance(key, str) or not key:
-            raise InvalidParamsError("key must be a non-empty string (a session key or a unique prefix of one)")
+        if not isinstance(key, str) or not key or "\0" in key:
+            raise InvalidParamsError("key must be a non-empty string without NUL characters (a session key or "
+                                     "a unique prefix of one)", {"field": "key"})
         return cls(key)
 
     def to_json(self) -> dict[str, Any]:
@@ -275,7 +285,8 @@ def decode_params(method: str, raw: Any) -> Params:
         raise InvalidParamsError("params must be an object or an array")
     unknown = sorted(set(raw) - set(names))
     if unknown:
-        raise InvalidParamsError(f"unknown param(s) for {method}: {', '.join(unknown)}")
+        takes = f"it takes {', '.join(names)}" if names else "it takes none"
+        raise InvalidParamsError(f"unknown param(s) for {method}: {', '.join(unknown)} ({takes})")
     return cls.from_json(raw)
 
 

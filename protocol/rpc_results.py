@@ -143,12 +143,17 @@ class Limits:
     warm_seconds: float
     max_workers: int
     max_warm_workers: int
+    max_client_buffer: int
+    client_timeout: float
+    idle_timeout: float
 
     def to_json(self) -> dict[str, Any]:
         return {
             "maxConnections": self.max_connections, "maxRequestBytes": self.max_request_bytes,
             "maxSessions": self.max_sessions, "maxSessionMemory": self.max_session_memory,
             "warmSeconds": self.warm_seconds, "maxWorkers": self.max_workers, "maxWarmWorkers": self.max_warm_workers,
+            "maxClientBuffer": self.max_client_buffer, "clientTimeout": self.client_timeout,
+            "idleTimeout": self.idle_timeout,
         }
 
 
@@ -169,6 +174,7 @@ class Status:
     worker_processes: int
     daemon_rss: int
     workers_rss: int
+    event_streams: dict[str, Any]
     limits: Limits
 
     def to_json(self) -> dict[str, Any]:
@@ -184,6 +190,7 @@ class Status:
             "sessionMemoryBytes": self.session_memory_bytes,
             "workers": {"warm": self.warm_workers, "spawned": self.spawned_workers, "processes": self.worker_processes},
             "memory": {"daemonRss": self.daemon_rss, "workersRss": self.workers_rss},
+            "eventStreams": self.event_streams,
             "limits": self.limits.to_json(),
         }
 

@@ -29,6 +29,18 @@ def short_dir() -> Path:
     return Path(tempfile.mkdtemp(prefix="evx-", dir="/tmp"))
 
 
+def _work_dir() -> Iterator[Path]:
+    """A short temporary directory for a test's files and socket, removed afterwards."""
+    d = short_dir()
+    yield d
+    shutil.rmtree(d, ignore_errors=True)
+
+
+# Fixtures to import into a test module (both are named `work` there).
+work = pytest.fixture(_work_dir, name="work")
+module_work = pytest.fixture(_work_dir, name="work", scope="module")
+
+
 class Daemon:
     """A running `evixd --foreground` process and a way to talk to it."""
 

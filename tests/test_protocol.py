@@ -45,7 +45,7 @@ def test_config_json_round_trip_and_rejects_unknown_fields():
         EvalConfig.from_json({"file": "/x", "maxDepth": 0}).validate()
     with pytest.raises(ConfigError, match="unknown config field"):
         EvalConfig.from_json({"file": "/x", "wrokers": 2})
-    with pytest.raises(ConfigError, match="wrong type"):
+    with pytest.raises(ConfigError, match="workers must be an integer, not a string"):
         EvalConfig.from_json({"file": "/x", "workers": "2"})
     with pytest.raises(ConfigError, match="exactly one of"):
         EvalConfig(file="/x", expr="{}").validate()

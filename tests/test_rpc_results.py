@@ -71,14 +71,17 @@ def test_session_info_leaves_the_worker_command_out() -> None:
 
 
 def test_status() -> None:
-    limits = rpc_results.Limits(64, 4 << 20, 16, 2 << 30, 300.0, 64, 8)
-    status = rpc_results.Status("0.1", 42, "/run/evix.sock", True, 12.34567, 2, 1, 1000, 3, 5, 4, 50, 60, limits)
+    limits = rpc_results.Limits(64, 4 << 20, 16, 2 << 30, 300.0, 64, 8, 4 << 20, 60.0, 60.0)
+    status = rpc_results.Status("0.1", 42, "/run/evix.sock", True, 12.34567, 2, 1, 1000, 3, 5, 4, 50, 60,
+                                {"live": 0}, limits)
     assert orjson.dumps(status.to_json()) == (
         b'{"version":"0.1","protocolVersion":%d,"pid":42,"socket":"/run/evix.sock","socketActivated":true,'
         b'"uptimeSeconds":12.346,"connections":2,"sessions":1,"sessionMemoryBytes":1000,'
         b'"workers":{"warm":3,"spawned":5,"processes":4},"memory":{"daemonRss":50,"workersRss":60},'
+        b'"eventStreams":{"live":0},'
         b'"limits":{"maxConnections":64,"maxRequestBytes":4194304,"maxSessions":16,"maxSessionMemory":2147483648,'
-        b'"warmSeconds":300.0,"maxWorkers":64,"maxWarmWorkers":8}}' % rpc.PROTOCOL_VERSION
+        b'"warmSeconds":300.0,"maxWorkers":64,"maxWarmWorkers":8,"maxClientBuffer":4194304,"clientTimeout":60.0,'
+        b'"idleTimeout":60.0}}' % rpc.PROTOCOL_VERSION
     )
 
 

@@ -8,7 +8,7 @@ the edge, so routing never needs to know them.
 from __future__ import annotations
 
 import dataclasses
-import math
+import functools
 import os
 import time
 from collections.abc import Awaitable, Callable
@@ -21,6 +21,8 @@ from protocol import rpc, rpc_results
 from protocol.config import EvalConfig
 
 from evixd.engine.errors import InputError, SessionError
+from evixd.engine.scheduler import EventSink, Summary
+from .backpressure import EventStream, EventStreams
 from .sessions import SessionEntry, SessionRegistry
 from .settings import DaemonSettings
 
@@ -50,10 +52,12 @@ class DaemonControl(Protocol):
 class Handlers:
     """Method name -> implementation, over one session registry."""
 
-    def __init__(self, registry: SessionRegistry, settings: DaemonSettings, control: DaemonControl) -> None:
+    def __init__(self, registry: SessionRegistry, settings: DaemonSettings, control: DaemonControl,
+                 streams: EventStreams | None = None) -> None:
         self.registry = registry
         self.settings = settings
         self.control = control
+        self.streams = streams or EventStreams()
         self._table: dict[str, Callable[[Any, CallContext], Awaitable[Any]]] = {
             "eval": self.eval,
             "query": self.query,
@@ -72,21 +76,44 @@ class Handlers:
     async def eval(self, p: rpc.EvalParams, ctx: CallContext) -> dict[str, Any]:
         """Streams the events as `events` notifications, then answers the run's summary."""
         config = self._config(p.config)
-        send, receive = trio.open_memory_channel[bytes](math.inf)
+        if ctx.is_notification:  # nobody to stream to
+            entry, summary = await self._evaluate(config, None)
+        else:
+            entry, summary = await self._stream(config, ctx)
+        return rpc_results.eval_result(summary, entry.key, config.describe())
+
+    async def _stream(self, config: EvalConfig, ctx: CallContext) -> tuple[SessionEntry, Summary]:
+        """Evaluates at the pace the client reads the events (backpressure.py)."""
+        stream = EventStream(self.settings.max_client_buffer, self.settings.client_timeout)
+        self.streams.live.add(stream)
         error: rpc.RpcError | None = None
-        async with trio.open_nursery() as nursery:  # the forwarder drains every event before we answer
-            if not ctx.is_notification:
-                nursery.start_soon(_forward_events, receive, ctx)
-            async with send:
+        try:
+            async with trio.open_nursery() as nursery:  # the forwarder sends every event before we answer
+                nursery.start_soon(stream.forward, ctx.send, MAX_EVENTS_CHUNK,
+                                   functools.partial(rpc.events_notification, ctx.request_id))
                 try:
-                    entry, summary = await self.registry.evaluate(
-                        config, None if ctx.is_notification else send.send_nowait
-                    )
-                except InputError as e:
-                    error = _eval_failed(config, e)
+                    with stream.run_scope:  # cancelled when the client stalls
+                        result = await self._evaluate(config, stream.put)
+                except rpc.RpcError as e:  # raised once the forwarder has sent what came before
+                    error = e
+                finally:
+                    stream.close()
+        finally:
+            self.streams.live.discard(stream)
+        if stream.stalled:
+            raise rpc.SlowClientError(
+                f"the client read none of its events for {stream.stall_timeout:g} s, so its stream was "
+                "ended and the evaluation cancelled: read the events as they arrive (evixd --client-timeout "
+                "sets how long the daemon waits)", {"clientTimeout": stream.stall_timeout})
         if error is not None:
             raise error
-        return rpc_results.eval_result(summary, entry.key, config.describe())
+        return result
+
+    async def _evaluate(self, config: EvalConfig, sink: EventSink | None) -> tuple[SessionEntry, Summary]:
+        try:
+            return await self.registry.evaluate(config, sink)
+        except InputError as e:
+            raise _eval_failed(config, e) from None
 
     async def query(self, p: rpc.QueryParams, ctx: CallContext) -> rpc.RawResult:
         """The matching derivations, built from the stored lines (never re-encoded)."""
@@ -160,21 +187,6 @@ class Handlers:
                 f"the session for {config.describe()} is still being evaluated for the first time", {"key": key}
             )
         return entry
-
-
-async def _forward_events(receive: trio.MemoryReceiveChannel[bytes], ctx: CallContext) -> None:
-    """Sends queued NDJSON chunks as `events` notifications, merging what piled up meanwhile."""
-    async with receive:
-        async for chunk in receive:
-            parts, size = [chunk], len(chunk)
-            while size < MAX_EVENTS_CHUNK:
-                try:
-                    more = receive.receive_nowait()
-                except (trio.WouldBlock, trio.EndOfChannel):
-                    break
-                parts.append(more)
-                size += len(more)
-            await ctx.send(rpc.events_notification(ctx.request_id, b"".join(parts)))
 
 
 def _eval_failed(config: EvalConfig, error: InputError) -> rpc.EvalFailedError:

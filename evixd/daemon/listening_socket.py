@@ -14,7 +14,6 @@ import logging
 import os
 import socket
 import stat
-import struct
 from dataclasses import dataclass
 
 from evixd.engine.errors import EvixError
@@ -142,10 +141,3 @@ def _clear_path(path: str) -> None:
     finally:
         probe.close()
     raise AlreadyRunningError(f"evixd is already running on {path}")
-
-
-def peer_uid(sock: socket.socket) -> int:
-    """The uid of the process at the other end of a connected Unix socket (SO_PEERCRED)."""
-    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return uid

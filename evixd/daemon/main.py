@@ -16,7 +16,7 @@ import sys
 
 import trio
 
-from protocol.argtypes import count, positive_count, seconds
+from protocol.argtypes import count, positive_count, positive_seconds, seconds
 from protocol.endpoint import socket_path
 from protocol.environment import WORKER_ENV
 from protocol.loglevel import add_logging_options, setup_logging
@@ -82,6 +82,16 @@ def build_parser(prog: str = "evixd") -> argparse.ArgumentParser:
                      help=f"idle started workers kept across all sessions (default {d.max_warm_workers})")
     lim.add_argument("--max-workers", type=positive_count, default=d.max_workers, metavar="N",
                      help=f"cap on a request's --workers (default {d.max_workers})")
+    clients = p.add_argument_group("clients")
+    clients.add_argument("--max-client-buffer-kib", type=positive_count, default=d.max_client_buffer >> 10,
+                         metavar="KIB", help="events held for an eval whose client reads slowly; the evaluation "
+                         f"waits past it (default {d.max_client_buffer >> 10})")
+    clients.add_argument("--client-timeout", type=positive_seconds, default=d.client_timeout, metavar="S",
+                         help="a client that reads nothing for S seconds while its events wait has its stream ended "
+                         f"(default {d.client_timeout:g})")
+    clients.add_argument("--idle-timeout", type=positive_seconds, default=d.idle_timeout, metavar="S",
+                         help="close a connection with no request running and no input for S seconds "
+                         f"(default {d.idle_timeout:g})")
     add_logging_options(p)
     return p
 
@@ -96,6 +106,9 @@ def settings_from_args(ns: argparse.Namespace) -> DaemonSettings:
         warm_seconds=ns.warm_seconds,
         max_warm_workers=ns.max_warm_workers,
         max_workers=ns.max_workers,
+        max_client_buffer=ns.max_client_buffer_kib << 10,
+        client_timeout=ns.client_timeout,
+        idle_timeout=ns.idle_timeout,
     )
 
 

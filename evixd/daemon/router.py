@@ -32,7 +32,7 @@ class Peer(Protocol):
 
     async def send(self, message: bytes) -> bool: ...
 
-    def request_scope(self) -> AbstractContextManager[trio.CancelScope]: ...
+    def request_scope(self, notification: bool = False) -> AbstractContextManager[trio.CancelScope]: ...
 
 
 class Router:
@@ -63,7 +63,7 @@ class Router:
         started = time.perf_counter()
         try:
             params = rpc.decode_params(call.method, call.params)
-            with peer.request_scope() as scope:
+            with peer.request_scope(call.is_notification) as scope:
                 result = await self.handlers.call(call.method, params, CallContext(call.id, peer.send))
             if scope.cancelled_caught:
                 if not peer.stopping:

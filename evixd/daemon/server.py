@@ -24,6 +24,8 @@ import trio
 
 from protocol import rpc, rpc_results
 
+from . import heap
+from .backpressure import EventStreams
 from .connection import Connection, refuse
 from .handlers import Handlers
 from .router import Router
@@ -34,6 +36,8 @@ from .listening_socket import ListeningSocket, bind_unix, from_systemd
 log = logging.getLogger("evix.daemon")
 
 ACCEPT_RETRY = 0.1  # seconds to wait when out of file descriptors
+CONNECTION_WAIT = 5.0  # seconds a connection over the limit waits for a slot before it is refused
+GIVE_BACK_AFTER = 8 << 20  # bytes sent on a connection after which its end gives memory back
 
 
 class ServeHooks:
@@ -60,9 +64,11 @@ class Daemon:
         self.settings = settings
         self.listening = listening
         self.registry = registry
-        self.router = Router(Handlers(registry, settings, self))
+        self.streams = EventStreams()
+        self.router = Router(Handlers(registry, settings, self, self.streams))
         self.connections: set[Connection] = set()
         self.limiter = trio.CapacityLimiter(settings.max_connections)
+        self._queued = 0  # connections waiting for a slot (at most max_connections)
         self.started_at = time.monotonic()
         self.stop_requested = trio.Event()
         self._process = psutil.Process()
@@ -89,10 +95,12 @@ class Daemon:
             connections=len(self.connections), sessions=len(self.registry.entries),
             session_memory_bytes=self.registry.memory_bytes(), warm_workers=warm, spawned_workers=spawned,
             worker_processes=len(children), daemon_rss=self._process.memory_info().rss, workers_rss=workers_rss,
+            event_streams=self.streams.to_json(),
             limits=rpc_results.Limits(
                 max_connections=s.max_connections, max_request_bytes=s.max_request_bytes,
                 max_sessions=s.max_sessions, max_session_memory=s.max_session_memory,
                 warm_seconds=s.warm_seconds, max_workers=s.max_workers, max_warm_workers=s.max_warm_workers,
+                max_client_buffer=s.max_client_buffer, client_timeout=s.client_timeout, idle_timeout=s.idle_timeout,
             ),
         )
 
@@ -110,28 +118,57 @@ class Daemon:
             try:
                 self.limiter.acquire_on_behalf_of_nowait(stream)
             except trio.WouldBlock:
-                log.warning("refused a connection: %d connections already open", self.settings.max_connections)
-                nursery.start_soon(refuse, stream, rpc.TooManyConnectionsError(
-                    f"too many connections (limit {self.settings.max_connections}); try again later"
-                ))
+                if self._queued < self.settings.max_connections:
+                    self._queued += 1  # here, not in the task: a burst is counted before the tasks run
+                    log.debug("%d connections open: a new one waits for a slot (%d waiting)",
+                              self.settings.max_connections, self._queued)
+                    nursery.start_soon(self._wait_for_a_slot, stream)
+                else:
+                    nursery.start_soon(self._refuse_over_limit, stream)
                 continue
             nursery.start_soon(self._serve_connection, stream)
 
+    async def _wait_for_a_slot(self, stream: trio.SocketStream) -> None:
+        """At the limit, a connection waits in line (first come, first served) for
+        CONNECTION_WAIT seconds before it is refused: a burst of clients is served in turn
+        instead of refused at random."""
+        try:
+            with trio.move_on_after(CONNECTION_WAIT) as waited:
+                await self.limiter.acquire_on_behalf_of(stream)
+        finally:
+            self._queued -= 1
+        if waited.cancelled_caught:
+            await self._refuse_over_limit(stream)
+        else:
+            await self._serve_connection(stream)
+
+    async def _refuse_over_limit(self, stream: trio.SocketStream) -> None:
+        log.warning("refused a connection: %d connections already open", self.settings.max_connections)
+        await refuse(stream, rpc.TooManyConnectionsError(
+            f"too many connections (limit {self.settings.max_connections}); try again later"))
+
     async def _serve_connection(self, stream: trio.SocketStream) -> None:
-        conn = Connection(stream, self.router, max_request_bytes=self.settings.max_request_bytes,
-                          max_in_flight=self.settings.max_in_flight)
+        if self.stop_requested.is_set():  # it waited for a slot while the daemon began to stop
+            self.limiter.release_on_behalf_of(stream)
+            await refuse(stream, rpc.ShuttingDownError("the daemon is shutting down"))
+            return
+        conn = Connection(stream, self.router, self.settings)
         self.connections.add(conn)
         try:
             await conn.run()
         finally:
             self.connections.discard(conn)
             self.limiter.release_on_behalf_of(stream)
+            if conn.abandoned or conn.bytes_sent > GIVE_BACK_AFTER:
+                heap.give_back()
 
     async def watch_signals(self, signals: AsyncIterator[int], force: trio.CancelScope) -> None:
         """First SIGTERM/SIGINT: graceful stop; a second one: stop now."""
         async for signum in signals:
             if self.stop_requested.is_set():
                 log.warning("%s again: stopping now", signal.Signals(signum).name)
+                for conn in list(self.connections):
+                    conn.abort()
                 force.cancel()
                 return
             log.info("%s received", signal.Signals(signum).name)
@@ -188,7 +225,7 @@ async def _serve_connections(daemon: Daemon, listener: trio.SocketListener,
         await listener.aclose()
         daemon.listening.remove()  # new clients see no daemon at once (and evaluate locally)
         for conn in list(daemon.connections):
-            conn.stop()
+            conn.stop(daemon.settings.grace_seconds)
         conns.cancel_scope.deadline = trio.current_time() + daemon.settings.grace_seconds
 
 

@@ -15,6 +15,9 @@ class DaemonSettings:
     max_connections: int = 64
     max_request_bytes: int = DEFAULT_MAX_LINE
     max_in_flight: int = 16  # requests one connection may have running at once
+    max_client_buffer: int = 4 << 20  # bytes of events one eval holds for a client that reads slowly
+    client_timeout: float = 60.0  # a client that takes no byte for this long has its stream ended
+    idle_timeout: float = 60.0  # a connection with no request running and no input for this long is closed
     max_sessions: int = 16
     max_session_memory: int = 2048 << 20  # bytes, all warm graphs together (estimated)
     warm_seconds: float = 300.0  # how long a session keeps idle workers after its last eval

@@ -206,6 +206,8 @@ class LocalWorker(Worker):
         if malformed is not None:
             self._kill(f"worker sent a malformed answer ({malformed}); worker killed")
         await self._reap(EXIT_GRACE)
+        if getattr(self.process, "lost_with_template", False):
+            raise WorkerDied("its template process ended", innocent=True)
         if self._killed_for is not None:
             raise WorkerDied(self._killed_for, memory=self._killed_for_memory)
         # a SIGKILL that is not ours counts as memory when the kernel's OOM killer acted meanwhile

@@ -18,7 +18,7 @@ import collections
 import logging
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -65,8 +65,9 @@ class Summary:
         return summary_json(self)
 
 
-EventSink = Callable[[bytes], None]
-"""Receives NDJSON bytes (whole lines, possibly many) as results arrive."""
+EventSink = Callable[[bytes], Awaitable[None] | None]
+"""Receives NDJSON bytes (whole lines, possibly many) as results arrive. A sink whose reader
+is behind returns an awaitable: the slot waits on it before it takes in more (backpressure)."""
 
 
 class Scheduler:
@@ -166,8 +167,10 @@ class Scheduler:
                 if not pipeline:
                     return
                 result = await worker.receive_result(pipeline.head.id)
-                self._accept(result, pipeline.head)
+                waiting = self._accept(result, pipeline.head)
                 pipeline.finish()
+                if waiting is not None:
+                    await waiting
                 if result.recycle and not stopping:
                     self.summary.recycled += 1
                     stopping = True
@@ -191,13 +194,13 @@ class Scheduler:
         self.summary.batches += 1
         await worker.send_batch(batch.id, batch.encode())
 
-    def _accept(self, result: wire.Result, batch: Batch) -> None:
-        """Takes a batch's answer: events to the sink, new sets and unstarted items to the queue."""
+    def _accept(self, result: wire.Result, batch: Batch) -> Awaitable[None] | None:
+        """Takes a batch's answer: events to the sink, new sets and unstarted items to the
+        queue. Returns what the sink asks to wait for, if anything."""
         s = self.summary
         s.derivations += result.derivations
         s.errors += result.errors
-        if result.events:
-            self.sink(result.events)
+        waiting = self.sink(result.events) if result.events else None
         if result.expansions != b"[]":
             for path, names in orjson.loads(result.expansions):
                 s.attrsets += 1
@@ -210,6 +213,7 @@ class Scheduler:
                                       f"Nix said: {result.out_of_memory}")
             for path, name in rest:  # the worker stopped early: requeue the rest
                 self.queue.put_item(path, name)
+        return waiting
 
     def _after_death(self, worker: Worker, pipeline: Pipeline, died: WorkerDied) -> None:
         """The item in flight gets an error event saying why the worker died (or, when it
@@ -219,11 +223,13 @@ class Scheduler:
         self.summary.worker_deaths += 1
         head, *behind = pipeline.batches
         items = head.items()
-        in_flight = worker.in_flight(head.id)
+        in_flight = None if died.innocent else worker.in_flight(head.id)
         culprit = in_flight if in_flight is not None and in_flight < len(items) else None
         log.debug("%s died on batch %d item %s: %s", worker.name, head.id, culprit, died.reason)
         for i, (path, name) in enumerate(items):
-            if i == culprit and died.memory:
+            if died.innocent:
+                self.queue.put_item(path, name)
+            elif i == culprit and died.memory:
                 self._memory_casualty(path, name, head, died.reason)
             elif i == culprit or (culprit is None and self._unattributed_limit((path, name))):
                 self._worker_error(path, name, died.reason)
@@ -255,7 +261,7 @@ class Scheduler:
         log.warning("%s: %s", format_attr(full), reason)
         self.summary.worker_died_on.append((full, reason))
         self.summary.errors += 1
-        self.sink(error_event(format_attr(full), full, reason) + b"\n")
+        self.sink(error_event(format_attr(full), full, reason) + b"\n")  # one line: its backpressure is not waited for
 
     # ---- progress -----------------------------------------------------------------------
     async def _report_progress(self, started: float) -> None:

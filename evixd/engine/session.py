@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 import trio
 
@@ -82,12 +82,12 @@ class Session:
         """`evaluate`, also handing each chunk's events, as the graph decoded them, to `decoded`."""
         graph = Graph()
 
-        def collect(data: bytes) -> None:
+        def collect(data: bytes) -> Awaitable[None] | None:
             events = graph.add_lines(data)
-            if sink is not None:
-                sink(data)
+            waiting = sink(data) if sink is not None else None  # the sink's backpressure, if any
             if decoded is not None:
                 decoded(events)
+            return waiting
 
         try:
             summary = await run_evaluation(self.config, collect, progress=progress, pool=self.pool)

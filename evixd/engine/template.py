@@ -40,6 +40,7 @@ class ForkedProcess:
         self.pid = pid
         self._returncode: int | None = None
         self._ended = trio.Event()
+        self.lost_with_template = False  # it ended because its template did
 
     def returncode(self) -> int | None:
         return self._returncode
@@ -86,6 +87,7 @@ class Template:
         finally:
             self.alive = False
             for child in self.children.values():  # they die with it (die_with_parent)
+                child.lost_with_template = True
                 child.ended(-9)
             self.children.clear()
             self._replies_send.close()  # a fork waiting for its reply learns it now
@@ -175,7 +177,7 @@ class ForkedWorkers(WorkerSource):
             worker = await tpl.fork()
         except WorkerStartError as e:
             if tpl.alive:  # it answered that it cannot fork: it never will
-                log.warning("cannot fork workers (%s); starting each worker as a new process", e)
+                log.info("cannot fork workers (%s); starting each worker as a new process", e)
                 self.forking = False
             raise
         async with worker:

@@ -23,10 +23,11 @@ class WorkerDied(Exception):
     malformed answer...), `memory` whether it was for memory (its item then gets a retry
     alone in a fresh worker). Which item it was on: `Worker.in_flight`."""
 
-    def __init__(self, reason: str, *, memory: bool = False) -> None:
+    def __init__(self, reason: str, *, memory: bool = False, innocent: bool = False) -> None:
         super().__init__(reason)
         self.reason = reason
         self.memory = memory
+        self.innocent = innocent  # killed for a reason of its own (its template ended): blame no item
 
 
 class Worker(abc.ABC):
