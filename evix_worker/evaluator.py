@@ -138,7 +138,7 @@ class Evaluator:
         reason = cut_reason(self.sets, path, v, self.config.max_depth)
         if reason is not None:
             out.errors += 1
-            out.events.append(orjson.dumps({"attr": attr, "attrPath": path, "error": reason, "fatal": False}))
+            out.events.append(error_event(attr, path, reason))
             return
         self.sets[path] = v
         self._attrset(v, path, attr, out)

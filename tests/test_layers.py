@@ -78,3 +78,22 @@ def test_no_async_generator_yields_from_inside_a_nursery_or_cancel_scope():
                     continue
                 offenders += [f"{path.relative_to(REPO)}:{line}" for line in _yields_inside_a_with(node)]
     assert offenders == []
+
+
+def test_a_local_eval_master_loads_no_daemon_worker_or_nix_module(tmp_path):
+    """A real `evix eval --no-daemon` run, its master's modules listed at exit."""
+    f = tmp_path / "one.nix"
+    f.write_text('{ a = derivation { name = "a"; system = "x86_64-linux"; builder = "/bin/sh"; }; }')
+    code = ("import atexit, sys\n"
+            "atexit.register(lambda: sys.stderr.write('MODULES ' + ' '.join(sys.modules) + '\\n'))\n"
+            "from evix_client.main import entry\n"
+            f"sys.argv = ['evix', 'eval', '--no-daemon', '--file', {str(f)!r}, '--workers', '2']\n"
+            "entry()\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env=dict(os.environ, PYTHONPATH=str(REPO)))
+    assert out.returncode == 0, out.stderr
+    assert '"drvPath"' in out.stdout  # it did evaluate
+    loaded = set(next(line for line in out.stderr.splitlines() if line.startswith("MODULES ")).split()[1:])
+    assert "evixd.engine.scheduler" in loaded
+    assert not {m for m in loaded if m.split(".")[0] in ("evix_worker", "nixffi", "cffi", "_cffi_backend")}
+    assert not {m for m in loaded if m.startswith("evixd.daemon")}

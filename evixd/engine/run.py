@@ -13,6 +13,7 @@ import trio
 from evixd.worker_launch import SpawnedWorker
 from protocol.aterm import DrvParseError
 from protocol.config import EvalConfig
+from protocol.events import error_event
 
 from .cache_status import CacheStatus
 from .pool import WorkerPool
@@ -61,9 +62,8 @@ class CacheStatusStage:
                 fields = await self.status.fields(event["drvPath"])
             except (OSError, DrvParseError, StoreServiceError) as e:
                 log.warning("%s: cannot check the cache status: %s", event["attr"], e)
-                error = {"attr": event["attr"], "attrPath": event["attrPath"],
-                         "error": f"error: checking the cache status of {event['drvPath']}: {e}", "fatal": False}
-                self.sink(orjson.dumps(error) + b"\n")
+                self.sink(error_event(event["attr"], event["attrPath"],
+                                      f"error: checking the cache status of {event['drvPath']}: {e}") + b"\n")
                 return
             self.sink(line[:-1] + b"," + orjson.dumps(fields)[1:] + b"\n")
         finally:
