@@ -66,29 +66,30 @@ def detail_table(res: Results) -> list[str]:
     return rows
 
 
-def _ratios(res: Results, v: str) -> dict[str, float]:
-    m = res.median
-    return {
-        "2w / 1w": m(f"{v}-2w") / m(f"{v}-1w"),
-        "2w mem / 2w": m(f"{v}-2w-mem") / m(f"{v}-2w"),
-        "1w mem / 1w": m(f"{v}-1w-mem") / m(f"{v}-1w"),
-        "1w / ref": m(f"{v}-1w") / m("ref"),
-        "1w / ref rw": m(f"{v}-1w") / m("ref-rw"),
-        "1w / ref (CPU)": m(f"{v}-1w", "cpu_seconds") / m("ref", "cpu_seconds"),
-    }
+RATIOS = {  # name -> (numerator, denominator) commands, "{v}" the evix version
+    "2w / 1w": ("{v}-2w", "{v}-1w"),
+    "2w mem / 2w": ("{v}-2w-mem", "{v}-2w"),
+    "1w mem / 1w": ("{v}-1w-mem", "{v}-1w"),
+    "1w / ref": ("{v}-1w", "ref"),
+    "1w / ref rw": ("{v}-1w", "ref-rw"),
+}
 
 
 def ratio_table(res: Results, versions: list[str]) -> list[str]:
-    ratios = {v: _ratios(res, v) for v in versions}
-    rows = [f"| ratio (median wall time) | {' | '.join(versions)} | target (issue 8) | new meets it? |",
-            "|---|" + "---:|" * len(versions) + "---:|---|"]
-    for name in ratios[versions[0]]:
+    def ratio(name: str, v: str, what: str) -> float:
+        num, den = (k.format(v=v) for k in RATIOS[name])
+        return res.median(num, what) / res.median(den, what)
+
+    head = " | ".join(f"{v} wall | {v} CPU" for v in versions)
+    rows = [f"| ratio of medians | {head} | target (issue 8, wall) | new meets it? |",
+            "|---|" + "---:|---:|" * len(versions) + "---:|---|"]
+    for name in RATIOS:
         target = TARGETS.get(name)
-        met = "—" if target is None else ("yes" if ratios["new"][name] <= target else "no")
-        if name == "2w mem / 2w" and target is not None:
-            met += "" if all(r.same_set for r in res.runs["new-2w-mem"]) else " (and derivations lost)"
-        rows.append(f"| {name} | {' | '.join(f'{ratios[v][name]:.2f}×' for v in versions)} "
-                    f"| {'—' if target is None else f'≤ {target:g}×'} | {met} |")
+        met = "—" if target is None else ("yes" if ratio(name, "new", "seconds") <= target else "no")
+        if name == "2w mem / 2w" and not all(r.same_set for r in res.runs["new-2w-mem"]):
+            met += " (and derivations lost)"
+        cells = " | ".join(f"{ratio(name, v, 'seconds'):.2f}× | {ratio(name, v, 'cpu_seconds'):.2f}×" for v in versions)
+        rows.append(f"| {name} | {cells} | {'—' if target is None else f'≤ {target:g}×'} | {met} |")
     return rows
 
 
@@ -110,12 +111,24 @@ def first_derivation(res: Results) -> str:
             "is the stdenv bootstrap and that package.")
 
 
+def memory_limit_line(res: Results, ns: argparse.Namespace) -> str:
+    parts = []
+    for c in res.commands:
+        if c.workers and c.key.endswith("-mem"):
+            runs = res.runs[c.key]
+            restarts = [r.started - c.workers for r in runs]
+            same = sum(r.same_set for r in runs)
+            parts.append(f"{c.key} restarts {statistics.median(restarts):g} ({_spread(restarts, '{:d}')})"
+                         f"{'' if min(restarts) >= 10 else ' (fewer than 10!)'}, the unlimited set in {same} of {len(runs)} runs")
+    return f"Under `--max-memory {ns.max_memory}` (workers started less the worker count): " + "; ".join(parts) + "."
+
+
 def render(res: Results, environment_line: str, ns: argparse.Namespace, evixes: dict[str, str]) -> str:
     versions = list(evixes)
     inp = res.input
     lines = [f"Environment: {environment_line}.", "",
              f"Input: `{inp.file}`: {inp.derivations} derivations and {inp.errors} error events expected.", "",
-             first_derivation(res), "", *ratio_table(res, versions), ""]
+             first_derivation(res), "", *ratio_table(res, versions), "", memory_limit_line(res, ns), ""]
     if "old" in versions:
         lines += [*new_old_table(res), ""]
     lines += ["Every command (CPU s: user + system of the process and its workers; largest process: "
