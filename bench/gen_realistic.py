@@ -71,7 +71,10 @@ def _package(p: Package, overridden: str | None) -> str:
     formals += [f"{p.name.replace('-', '_')}_legacy"] if p.kind == "missingDep" else []
     guard = "assert stdenv.hostPlatform.isDarwin;\n    " if p.kind == "assert" else ""
     # stdenv packages read their final attributes (overrideAttrs sees it); the others are `rec`
-    call, version = ("stdenv.mkDerivation (finalAttrs: {", "finalAttrs.version") if builder == "stdenv" else (f"{arg} (rec {{", "version")
+    if builder == "stdenv":
+        call, version = "stdenv.mkDerivation (finalAttrs: {", "finalAttrs.version"
+    else:
+        call, version = f"{arg} (rec {{", "version"
     flags = ['"--with-' + p.name + '-config=${' + version + '}"']
     flags += ['(lib.enableFeature enableDocs "docs")'] if p.has_docs_flag else []
     args = f"{{ {overridden} = self.{overridden}.override {{ enableDocs = false; }}; }}" if overridden else "{ }"
@@ -99,7 +102,7 @@ def _version(p: Package) -> str:
 
 def _function(ref: str, attr: str, shape: str, target: str) -> str:
     """A function-valued attribute (auto-called by evaluators that follow nix-eval-jobs)."""
-    dep = f"{ref}.{target}" if target not in ("gcc", "python3", "ghc") else f"pkgs.{target}"
+    dep = f"pkgs.{target}" if target in ("gcc", "python3", "ghc") else f"{ref}.{target}"  # top level, or its scope
     if shape == "set":
         return f"""  {attr} = {{ doCheck ? true }}: lib.recurseIntoAttrs (lib.genAttrs [ "compile" "link" "run" "abi" ] (n:
     pkgs.stdenv.mkDerivation {{ pname = "{attr}-${{n}}"; version = "1"; inherit doCheck; dontUnpack = true; buildInputs = [ {dep} ]; }}));
@@ -161,35 +164,28 @@ def scope_nix(model: Model, scope: Scope) -> str:
     return "".join(lines)
 
 
+def _names(xs: list[str]) -> str:
+    return " ".join(f'"{x}"' for x in xs)
+
+
 def generated_nix(model: Model) -> str:
-    names = lambda xs: " ".join(f'"{x}"' for x in xs)  # noqa: E731
     return f"""{HEADER}: the generated part of the set, and which packages the variant sets
 # (pkgsi686Linux, pkgsStatic: the whole set bootstrapped again for another platform) expose.
 {{ lib, withFunctions }}:
 {{
   overlays = [ (import ./packages-top.nix {{ inherit lib withFunctions; }}) ];
   variants = {{
-    i686 = [ {names(model.variants["i686"])} ];
-    static = [ {names(model.variants["static"])} ];
-    i686Aliases = [ {names(model.i686_aliases)} ];
+    i686 = [ {_names(model.variants["i686"])} ];
+    static = [ {_names(model.variants["static"])} ];
+    i686Aliases = [ {_names(model.i686_aliases)} ];
   }};
 }}
 """
 
 
-def write(out: Path, model: Model) -> Path:
-    """Writes the static and generated Nix into `out/realistic/`; returns that directory."""
-    d = out / "realistic"
-    d.mkdir(parents=True, exist_ok=True)
-    for f in sorted(STATIC_DIR.glob("*.nix")):
-        _write(d / f.name, f.read_text())
-    for scope in SCOPES:
-        _write(d / f"packages-{scope.key}.nix", scope_nix(model, scope))
-    _write(d / "generated.nix", generated_nix(model))
-    return d
-
-
-def _write(path: Path, text: str) -> None:
-    if not path.exists() or path.read_text() != text:
-        path.write_text(text)
-
+def files(model: Model) -> dict[str, str]:
+    """Every file of the set's directory (static and generated), by name."""
+    texts = {f.name: f.read_text() for f in sorted(STATIC_DIR.glob("*.nix"))}
+    texts.update({f"packages-{scope.key}.nix": scope_nix(model, scope) for scope in SCOPES})
+    texts["generated.nix"] = generated_nix(model)
+    return texts

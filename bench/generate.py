@@ -89,7 +89,9 @@ def generate_realistic(out: Path = DEFAULT_OUT) -> list[Input]:
     out.mkdir(parents=True, exist_ok=True)
     _write(out / "force.nix", (BENCH_DIR / "force.nix").read_text())
     model = realistic_model.build()
-    gen_realistic.write(out, model)
+    (out / "realistic").mkdir(exist_ok=True)
+    for name, text in gen_realistic.files(model).items():
+        _write(out / "realistic" / name, text)
     skip = gen_pkgset.nix_list_of_paths(model.skip_paths())
     inputs = []
     for name, with_functions in (("realistic", True), ("realistic-nofn", False)):

@@ -67,6 +67,7 @@ let
         ${flagFiles}
         ${optionalString (bintools != null) "echo ${bintools} > $out/nix-support/orig-bintools"}
       '';
+      nativeBuildInputs = [ self.expand-response-params ];
       propagatedBuildInputs = optionals (bintools != null) [ bintools ];
       passthru = { inherit unwrapped libc bintools; isGNU = true; targetPrefix = ""; };
       meta = { description = "the ${kind} wrapper"; platforms = lib.platforms.linux; };
@@ -80,11 +81,19 @@ in
   m4 = gnu "m4" "1.4.19" (_: { });
   bison = gnu "bison" "3.8.2" (_: { nativeBuildInputs = [ self.m4 ]; });
   texinfo = gnu "texinfo" "7.1" (_: { buildInputs = [ self.perl ]; });
-  perl = gnu "perl" "5.38.2" (_: { configureFlags = [ "-de" "-Duseshrplib" "-Dlocincpth=${self.glibc}/include" ]; });
+  perl = gnu "perl" "5.38.2" (_: { buildInputs = [ self.libxcrypt self.zlib ];
+    configureFlags = [ "-de" "-Duseshrplib" "-Dlocincpth=${self.glibc}/include" ]; });
+  attr = gnu "attr" "2.5.2" (_: { });
+  acl = gnu "acl" "2.3.2" (_: { buildInputs = [ self.attr ]; });
+  libxcrypt = gnu "libxcrypt" "4.4.36" (_: { });
+  libunistring = gnu "libunistring" "1.2" (_: { });
+  libidn2 = gnu "libidn2" "2.3.7" (_: { buildInputs = [ self.libunistring ]; });
+  expand-response-params = gnu "expand-response-params" "0" (_: { });
+  gnu-config = gnu "gnu-config" "2024-01-01" (_: { });
   zlib = gnu "zlib" "1.3.1" (_: { outputs = [ "out" "dev" ]; });
   patchelf = gnu "patchelf" "0.15.0" (_: { });
   linuxHeaders = gnu "linux-headers" "6.6" (_: { buildInputs = [ self.perl ]; });
-  glibc = gnu "glibc" "2.39" (_: { outputs = [ "out" "dev" "bin" ]; buildInputs = [ self.linuxHeaders ];
+  glibc = gnu "glibc" "2.39" (_: { outputs = [ "out" "dev" "bin" ]; buildInputs = [ self.linuxHeaders self.libidn2 ];
     hardeningDisable = [ "fortify" "stackprotector" "pic" ]; });
   binutils-unwrapped = gnu "binutils" "2.42" (_: { buildInputs = [ self.zlib ]; nativeBuildInputs = [ self.bison self.texinfo ]; });
   gcc-unwrapped = gnu "gcc" "13.2.0" (final: {
@@ -95,4 +104,6 @@ in
   binutils = wrap "ld" { unwrapped = self.binutils-unwrapped; libc = self.glibc; };
   gcc = wrap "cc" { unwrapped = self.gcc-unwrapped; bintools = self.binutils; libc = self.glibc;
     extraFlags = [ "-march=${self.stdenv.hostPlatform.gcc.arch}" "-mtune=${self.stdenv.hostPlatform.gcc.tune}" ]; };
-} // lib.mapAttrs (n: version: gnu n version (_: { buildInputs = optionals (n != "bash") [ self.bash ]; })) tools
+} // lib.mapAttrs (n: version: gnu n version (_: {
+  buildInputs = optionals (n != "bash") [ self.bash ] ++ optionals (n == "coreutils") [ self.acl self.attr self.gmp ];
+})) tools

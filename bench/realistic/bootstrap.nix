@@ -32,7 +32,8 @@ let
   tools = [ "coreutils" "findutils" "diffutils" "gnused" "gnugrep" "gawk" "gnutar" "gzip" "bzip2"
     "gnumake" "bash" "patch" "xz" ];
   toolchain = [ "gmp" "mpfr" "libmpc" "isl" "m4" "bison" "texinfo" "perl" "zlib" "patchelf" "linuxHeaders"
-    "glibc" "binutils-unwrapped" "gcc-unwrapped" ];
+    "glibc" "binutils-unwrapped" "gcc-unwrapped" "attr" "acl" "libxcrypt" "libunistring" "libidn2"
+    "expand-response-params" "gnu-config" ];
 
   stdenvFrom = name: prev: makeStdenv {
     name = "${name}-stdenv-linux";

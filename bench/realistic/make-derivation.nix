@@ -41,6 +41,13 @@ let
     in
     lib.genAttrs depCategories (c: map getDev (filter (d: d != null) (attrs.${c} or [ ] ++ extra.${c} or [ ])));
 
+  # the transitive closure of a package's inputs, walked here at evaluation time (setup.sh
+  # walks it at build time) for the linker flags and the wrapper lines below
+  closureOf = deps: map (x: x.pkg) (builtins.genericClosure {
+    startSet = map (d: { key = toString d; pkg = d; }) deps;
+    operator = x: map (d: { key = toString d; pkg = d; }) (x.pkg.propagatedBuildInputs or [ ] ++ x.pkg.buildInputs or [ ]);
+  });
+
   makeDerivationArgs = attrs:
     let
       name = attrs.name or "${attrs.pname}-${attrs.version}${optionalString hostPlatform.isStatic "-static"}";
@@ -50,6 +57,7 @@ let
       env = attrs.env or { };
       envNames = attrNames env;
       separateDebugInfo = attrs.separateDebugInfo or false && hostPlatform.isLinux;
+      closure = closureOf (deps.buildInputs ++ deps.propagatedBuildInputs);
     in
     removeAttrs attrs notInEnv // deps // env // {
       inherit name;
@@ -71,7 +79,12 @@ let
       outputDev = attrs.outputDev or (if elem "dev" outputs then "dev" else "out");
       outputBin = attrs.outputBin or (if elem "bin" outputs then "bin" else "out");
       outputLib = attrs.outputLib or (if elem "lib" outputs then "lib" else "out");
-      NIX_CFLAGS_COMPILE = concatStringsSep " " (attrs.NIX_CFLAGS_COMPILE or [ ] ++ optional hostPlatform.isStatic "-static");
+      NIX_CFLAGS_COMPILE = concatStringsSep " " (attrs.NIX_CFLAGS_COMPILE or [ ] ++ optional hostPlatform.isStatic "-static"
+        ++ map (d: "-isystem ${d}/include") closure);
+      NIX_LDFLAGS = concatMapStringsSep " " (d: "-L${d}/lib -rpath ${d}/lib") closure;
+      postFixup = attrs.postFixup or "" + lib.concatMapStrings (o: lib.concatMapStrings (d: ''
+        wrapProgram ${placeholder o}/bin/* --prefix PATH : ${d}/bin --prefix XDG_DATA_DIRS : ${d}/share
+      '') closure) outputs;
       __ignoreNulls = true;
       __envNames = concatMapStringsSep " " lib.escapeShellArg envNames;
     };

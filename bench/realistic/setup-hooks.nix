@@ -18,7 +18,7 @@ let
     linesPerHook);
   tools = [ self.coreutils self.findutils self.gnused self.gnugrep self.patchelf ];
   substitutions = {
-    dir0 = "bin"; dir1 = "lib"; dir2 = "share/man";
+    dir0 = "bin"; dir1 = "lib"; dir2 = "share/man"; gnuconfig = self.gnu-config;
   } // builtins.listToAttrs (imap0 (i: t: { name = "tool${toString i}"; value = "${t}/bin/${t.pname or "tool"}"; }) tools);
   substitute = text:
     let names = builtins.attrNames substitutions; in
