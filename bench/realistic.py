@@ -40,7 +40,7 @@ from run import STABLE_MALLOC, find_tools, log
 
 REPO = Path(__file__).resolve().parent.parent
 OLD_COMMIT = "0c99a09"  # main before issue 8
-DEFAULT_MAX_MEMORY = 200  # MiB: every item fits alone in a fresh worker (<= 171), a variant item after the main bootstrap does not (~255)
+DEFAULT_MAX_MEMORY = 230  # MiB: every item fits alone in a fresh worker (<= 200), a variant item after the main bootstrap does not (~330)
 READY = re.compile(rb"worker \d+ ready")
 
 

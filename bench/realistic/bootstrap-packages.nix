@@ -11,7 +11,14 @@ let
     "largefile" "rpath" "libtool-lock" "dependency-tracking" "silent-rules" "maintainer-mode" "assert"
     "checking" "debug" "profile" "coverage" "sanitizers" "libssp" "libquadmath" "libgomp" "libatomic"
     "libitm" "libsanitizer" "libvtv" "cet" "default-pie" "default-ssp" "gnu-unique-object" "linker-build-id"
-    "gnu-indirect-function" "initfini-array" "tls" "__cxa_atexit" "clocale" "c99" "long-long" "wchar_t" ];
+    "gnu-indirect-function" "initfini-array" "tls" "__cxa_atexit" "clocale" "c99" "long-long" "wchar_t"
+    "fixincludes" "libstdcxx" "libstdcxx-pch" "libstdcxx-debug" "libstdcxx-time" "libstdcxx-filesystem-ts"
+    "decimal-float" "fixed-point" "float128" "host-shared" "host-pie" "canonical-system-headers" "gold" "ld"
+    "compressed-debug-sections" "separate-code" "relro" "new-dtags" "targets" "64-bit-bfd" "install-libbfd"
+    "install-libiberty" "nss-crypt" "stack-protector" "bind-now" "kernel" "memory-tagging" "crypt" "mathvec"
+    "static-pie" "timezone-tools" "experimental-malloc" "tunables" "pt_chown" "obsolete-rpc" "systemtap"
+    "build-nscd" "nscd" "hardcoded-path-in-tests" "iconv" "unicode" "readline" "curses" "pcre" "selinux"
+    "xattr" "acl" "libcap" "gmp" "openssl" "single-binary" "year2038" "manpages" ];
   gnuFlags = pname: enabled:
     map (f: lib.enableFeature (lib.elem f enabled) f) features
     ++ map (f: lib.withFeature (lib.elem f enabled) f) [ "system-zlib" "isl" "gmp" "mpfr" "mpc" "zstd" "libiconv" ]

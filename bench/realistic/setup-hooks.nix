@@ -7,7 +7,7 @@ self: super:
 let
   inherit (lib) concatMapStringsSep concatStringsSep filter genList hasPrefix imap0 replaceStrings
     splitString stringLength;
-  linesPerHook = 480;
+  linesPerHook = 600;
   hookNames = [ "audit-tmpdir" "compress-man-pages" "make-symlinks-relative" "move-docs" "move-lib64"
     "move-sbin" "move-systemd-user-units" "multiple-outputs" "patch-shebangs" "prune-libtool-files"
     "reproducible-builds" "set-source-date-epoch-to-latest" "strip" "update-autotools-gnu-config-scripts" ];
