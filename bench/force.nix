@@ -9,11 +9,18 @@
 # with `builtins.tryEval`, which catches `throw` and `assert` only, so items whose error
 # tryEval cannot catch (e.g. a missing attribute) are listed in `skip` (attribute paths).
 #
+# With `autoCall` (the default, as evix and nix-eval-jobs do), a function whose arguments all
+# have defaults is called and its result visited like the attribute itself; one with a
+# required argument is skipped (that is an error event for evix).
+#
 #   result = "count": the number of drvPaths forced (what the benchmark times)
 #   result = "paths": the sorted list of drvPaths (what the benchmark checks evix against)
-{ root, skip ? [ ], result ? "count" }:
+{ root, skip ? [ ], result ? "count", autoCall ? true }:
 let
-  inherit (builtins) attrNames concatMap elem isAttrs length sort tryEval;
+  inherit (builtins) all attrNames attrValues concatMap concatStringsSep functionArgs isAttrs isFunction
+    length listToAttrs sort tryEval;
+
+  skipped = listToAttrs (map (path: { name = concatStringsSep "." path; value = true; }) skip);
 
   hasPattern = re: f: length (builtins.split re (builtins.toXML f)) > 1;
   # The value as evix's traversal sees it: functions auto-called (null: no value to report).
@@ -27,9 +34,9 @@ let
 
   # One attribute: [ drvPath ] for a derivation, the paths below it for a set to expand.
   visit = path: v0:
-    if elem path skip then [ ]
+    if skipped ? ${concatStringsSep "." path} then [ ]
     else
-      let c = tryEval (called v0); v = c.value; isSet = tryEval (c.success && isAttrs v); in
+      let c = tryEval (if autoCall then called v0 else v0); v = c.value; isSet = tryEval (c.success && isAttrs v); in
       if !(isSet.success && isSet.value) then [ ]
       else
         let isDrv = tryEval ((v.type or null) == "derivation"); in

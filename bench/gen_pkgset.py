@@ -63,12 +63,12 @@ def skip_paths() -> list[tuple[str, ...]]:
     return [_path_of(n) for n, kind in BROKEN.items() if kind in UNCATCHABLE]
 
 
-def _nix_list_of_paths(paths: list[tuple[str, ...]]) -> str:
+def nix_list_of_paths(paths: list[tuple[str, ...]]) -> str:
     return "[ " + " ".join("[ " + " ".join(f'"{p}"' for p in path) + " ]" for path in paths) + " ]"
 
 
 def skip_nix() -> str:
-    return _nix_list_of_paths(skip_paths())
+    return nix_list_of_paths(skip_paths())
 
 
 def pkgset_nix() -> str:

@@ -10,8 +10,10 @@ over a process tree is not in any rusage, so `sample_memory` polls /proc in a se
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,18 +38,30 @@ class Memory:
     samples: int
 
 
-def run(cmd: list[str], stdout: Path | None = None, env: dict[str, str] | None = None) -> Timing:
-    """Runs `cmd` to completion, stdout to `stdout` (default /dev/null); raises CommandFailed."""
-    with (open(stdout, "wb") if stdout else open(os.devnull, "wb")) as out, tempfile.TemporaryFile() as err:
+def run(cmd: list[str], stdout: Path | None = None, env: dict[str, str] | None = None,
+        stderr: Path | None = None, timeout: float | None = None) -> Timing:
+    """Runs `cmd` to completion, stdout to `stdout` (default /dev/null), stderr to `stderr`
+    (default kept only for the error message); raises CommandFailed. After `timeout` seconds
+    the command's whole process group is killed (which is a failure)."""
+    with (open(stdout, "wb") if stdout else open(os.devnull, "wb")) as out, \
+            (open(stderr, "w+b") if stderr else tempfile.TemporaryFile()) as err:
         start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env)
-        _, status, usage = os.wait4(proc.pid, 0)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=err, env=env, start_new_session=timeout is not None)
+        timer = threading.Timer(timeout, os.killpg, (proc.pid, signal.SIGKILL)) if timeout else None
+        if timer:
+            timer.start()
+        try:
+            _, status, usage = os.wait4(proc.pid, 0)
+        finally:
+            if timer:
+                timer.cancel()
         seconds = time.perf_counter() - start
         proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: keep Popen from waiting
         if proc.returncode != 0:
             err.seek(0)
             tail = err.read()[-2000:].decode("utf-8", "replace")
-            raise CommandFailed(f"{' '.join(cmd)} exited with {proc.returncode}:\n{tail}")
+            late = f" (killed after the {timeout:g} s timeout)" if timeout and seconds >= timeout else ""
+            raise CommandFailed(f"{' '.join(cmd)} exited with {proc.returncode}{late}:\n{tail}")
     return Timing(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss)
 
 
