@@ -56,7 +56,10 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
     n.add_argument("--argstr", nargs=2, action="append", default=[], metavar=("NAME", "VALUE"),
                    help="pass a string to every function met, the root included")
     n.add_argument("--override-input", nargs=2, action="append", default=[], metavar=("NAME", "REF"),
-                   help="replace a flake input (--flake only)")
+                   help="replace a flake input, `dep` or an input of an input `dep/sub` (--flake only)")
+    n.add_argument("--override-flake", nargs=2, action="append", default=[], metavar=("ORIGINAL", "RESOLVED"),
+                   help="redirect the indirect flake reference ORIGINAL (`nixpkgs`) to RESOLVED, as Nix's flag "
+                        "registry does (--flake only; inputs locked in flake.lock stay as locked)")
     n.add_argument("--option", nargs=2, action="append", default=[], metavar=("KEY", "VALUE"),
                    help="set a Nix option in every worker (unknown keys are an error)")
     n.add_argument("-I", dest="include", action="append", default=[], metavar="PATH",
@@ -147,7 +150,8 @@ def filter_from_args(ns: argparse.Namespace) -> Filter:
                   drv_paths=opt(ns.drv_path), attr_globs=opt(ns.attr_glob), meta_error=ns.meta_error)
 
 
-PAIR_OPTIONS = {"--arg": "arg", "--argstr": "argstr", "--override-input": "override_input", "--option": "option"}
+PAIR_OPTIONS = {"--arg": "arg", "--argstr": "argstr", "--override-input": "override_input",
+                "--override-flake": "override_flake", "--option": "option"}
 
 
 def take_pair_options(argv: list[str], options: dict[str, str] = PAIR_OPTIONS) -> tuple[list[str], dict[str, list[list[str]]]]:
@@ -221,6 +225,7 @@ def config_from_args(ns: argparse.Namespace) -> EvalConfig:
         file=ns.file,
         args=args,
         override_inputs=tuple(map(tuple, ns.override_input)),
+        override_flakes=tuple(map(tuple, ns.override_flake)),
         options=tuple(map(tuple, ns.option)),
         **shared_fields(ns),  # type: ignore[arg-type]
         max_depth=ns.max_depth,

@@ -30,6 +30,12 @@ input (the positional EXPR):
   --flake REF, REF --flake
                         a flake reference; REF#attr selects the root; flakes are evaluated
                         in pure mode unless --impure
+  --override-input PATH REF
+                        replace the input PATH (`dep`, or `dep/sub` for an input of an input)
+  --override-flake ORIGINAL RESOLVED
+                        redirect the indirect reference ORIGINAL (`nixpkgs`) to RESOLVED, as
+                        Nix's flag registry: the flake reference and --override-input references
+                        (inputs already locked in flake.lock keep their lock, as in Nix)
 
 lines on stdout (keys sorted):
   job    {"attr", "attrPath", "name", "system", "drvPath", "outputs", "requiredSystemFeatures"}
@@ -148,11 +154,6 @@ def config_from(ns: argparse.Namespace, pairs: dict[str, list[list[str]]], setti
         raise ConfigError("no expression specified")
     if ns.flake and ns.is_expr:
         raise ConfigError("--flake and --expr cannot be combined")
-    if pairs["override_flake"]:
-        raise ConfigError("--override-flake is not supported by evix yet (use --override-input)")
-    nested = [name for name, _ in pairs["override_input"] if "/" in name]
-    if nested:
-        raise ConfigError(f"--override-input {nested[0]}: only inputs of the root flake can be overridden")
     if ns.repair:
         print(f"warning: {PROG}: --repair has no effect", file=sys.stderr)
     args = [Arg(n, v, False) for n, v in pairs["arg"]] + [Arg(n, v, True) for n, v in pairs["argstr"]]
@@ -165,6 +166,7 @@ def config_from(ns: argparse.Namespace, pairs: dict[str, list[list[str]]], setti
         file=ns.expr if not ns.flake and not ns.is_expr else None,
         args=tuple(args),
         override_inputs=tuple((n, r) for n, r in pairs["override_input"]),
+        override_flakes=tuple((o, r) for o, r in pairs["override_flake"]),
         options=tuple(options),  # type: ignore[arg-type]
         **shared_fields(ns),  # type: ignore[arg-type]
         reference_lock_file=ns.reference_lock_file,

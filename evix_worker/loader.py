@@ -63,13 +63,43 @@ def _prepare_process(config: EvalConfig) -> None:
             raise LoadError(f"--no-instantiate: {e.message}") from e
 
 
+def _redirected(config: EvalConfig, store: nixffi.Store, ref: str, overrides: dict[str, str]) -> tuple[str, dict[str, str]]:
+    """`--override-flake` as Nix's flag registry: it redirects the flake reference and the
+    --override-input references (inputs locked in flake.lock keep their lock, as in Nix)."""
+    if not config.override_flakes:
+        return ref, overrides
+    registry = [(o, split_flake_ref(r)[0]) for o, r in config.override_flakes]
+    resolver = nixffi.EvalState(store, lookup_path=config.lookup_path)
+    return (nixffi.resolve_indirect(resolver, ref, registry),
+            {name: nixffi.resolve_indirect(resolver, r, registry) for name, r in overrides.items()})
+
+
+def _lock_json(config: EvalConfig, ref: str, overrides: dict[str, str]) -> str | None:
+    """The flake.lock to call the flake over: the reference lock file, else the flake's own
+    (None when it has none); warns, as Nix does, about an override that matches no input."""
+    if config.reference_lock_file is not None:
+        try:
+            lock_json: str | None = Path(config.reference_lock_file).read_text()
+        except OSError as e:
+            raise LoadError(f"--reference-lock-file {config.reference_lock_file}: {e.strerror or e}") from e
+    else:
+        lock_dir = local_flake_dir(ref)
+        lock = lock_dir / "flake.lock" if lock_dir else None
+        lock_json = lock.read_text() if lock is not None and lock.exists() else None
+    for path in nixffi.unmatched_inputs(lock_json, list(overrides)) if lock_json else ():
+        print(f"warning: the flag '--override-input {path} {overrides[path]}' does not match any input",
+              file=sys.stderr, flush=True)
+    return lock_json
+
+
 def _flake_root(config: EvalConfig, store: nixffi.Store) -> nixffi.Value:
     """The flake's value at the fragment; without a fragment its outputs, or with --select
     the whole flake (outputs, inputs, sourceInfo…), as nix-eval-jobs hands it to --select."""
     assert config.flake is not None
     nixffi.enable_flakes()
     ref, fragment = split_flake_ref(config.flake)
-    overrides = dict(config.override_inputs)
+    ref, overrides = _redirected(config, store, ref, dict(config.override_inputs))
+    lock_json = _lock_json(config, ref, dict(config.override_inputs))
     if config.pure_eval:  # pure mode takes only locked references: lock them while impure
         impure = nixffi.EvalState(store, lookup_path=config.lookup_path)
         locked = [nixffi.locked_flake_ref(impure, r) for r in (ref, *overrides.values())]
@@ -81,15 +111,6 @@ def _flake_root(config: EvalConfig, store: nixffi.Store) -> nixffi.Value:
             ref, overrides = locked[0], dict(zip(overrides, locked[1:]))  # type: ignore[arg-type]
             nixffi.apply_setting("pure-eval", "true")
     state = nixffi.EvalState(store, lookup_path=config.lookup_path)
-    if config.reference_lock_file is not None:
-        try:
-            lock_json: str | None = Path(config.reference_lock_file).read_text()
-        except OSError as e:
-            raise LoadError(f"--reference-lock-file {config.reference_lock_file}: {e.strerror or e}") from e
-    else:
-        flake_dir = local_flake_dir(split_flake_ref(config.flake)[0])
-        lock = flake_dir / "flake.lock" if flake_dir else None
-        lock_json = lock.read_text() if lock is not None and lock.exists() else None
     flake = nixffi.load_flake(state, ref, overrides, lock_json, use_lock_json=config.reference_lock_file is not None)
     if not fragment and config.select is not None:
         return flake

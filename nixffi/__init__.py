@@ -16,6 +16,8 @@ from .errors import NixUnavailableError as NixUnavailableError
 from .flake import load_flake as load_flake
 from .in_flight import InFlightMarker as InFlightMarker
 from .flake import locked_flake_ref as locked_flake_ref
+from .flake import resolve_indirect as resolve_indirect
+from .flake import unmatched_inputs as unmatched_inputs
 from .settings import apply_setting as apply_setting
 from .settings import enable_experimental_features as enable_experimental_features
 from .settings import enable_flakes as enable_flakes

@@ -51,6 +51,7 @@ class EvalConfig:
     file: str | None = None
     args: tuple[Arg, ...] = ()
     override_inputs: tuple[tuple[str, str], ...] = ()
+    override_flakes: tuple[tuple[str, str], ...] = ()
     options: tuple[tuple[str, str], ...] = ()
     lookup_path: tuple[str, ...] = ()
     nix_path: str = ""
@@ -91,6 +92,8 @@ class EvalConfig:
             )
         if self.override_inputs and self.flake is None:
             raise ConfigError("--override-input only applies to --flake")
+        if self.override_flakes and self.flake is None:
+            raise ConfigError("--override-flake only applies to --flake")
         if self.workers < 1:
             raise ConfigError("--workers must be at least 1 (remote workers are not available yet)")
         if self.max_depth < 1:
@@ -123,7 +126,7 @@ class EvalConfig:
         for i, a in enumerate(self.args):
             yield f"args[{i}].name", a.name
             yield f"args[{i}].value", a.value
-        for name in ("override_inputs", "options"):
+        for name in ("override_inputs", "override_flakes", "options"):
             for i, (first, second) in enumerate(getattr(self, name)):
                 yield f"{_camel(name)}[{i}][0]", first
                 yield f"{_camel(name)}[{i}][1]", second
@@ -141,6 +144,7 @@ class EvalConfig:
             reference_lock_file=(os.path.abspath(os.path.join(cwd, self.reference_lock_file))
                                  if self.reference_lock_file else None),
             override_inputs=tuple((n, absolute_flake_ref(r, cwd)) for n, r in self.override_inputs),
+            override_flakes=tuple((o, absolute_flake_ref(r, cwd)) for o, r in self.override_flakes),
             gc_roots_dir=os.path.abspath(os.path.join(cwd, self.gc_roots_dir)) if self.gc_roots_dir else None,
             base_dir=self.base_dir or cwd,
         )
@@ -152,6 +156,7 @@ class EvalConfig:
         args = {a.name: a for a in self.args}  # later --arg of the same name wins, as in Nix
         d["args"] = [[a.name, a.value, a.is_string] for a in sorted(args.values(), key=lambda a: a.name)]
         d["override_inputs"] = sorted(dict(self.override_inputs).items())
+        d["override_flakes"] = [list(p) for p in self.override_flakes]  # the first match wins: keep the order
         d["options"] = [list(o) for o in self.options]
         d["lookup_path"] = list(self.lookup_path)
         if self.expr is None and all(a.is_string for a in self.args):
@@ -177,6 +182,7 @@ class EvalConfig:
         d = asdict(self)
         d["args"] = [{"name": a.name, "value": a.value, "isString": a.is_string} for a in self.args]
         d["override_inputs"] = [list(p) for p in self.override_inputs]
+        d["override_flakes"] = [list(p) for p in self.override_flakes]
         d["options"] = [list(p) for p in self.options]
         d["lookup_path"] = list(self.lookup_path)
         d["worker_command"] = list(self.worker_command) if self.worker_command else None
@@ -207,6 +213,8 @@ def _decode_field(name: str, key: str, value: Any) -> Any:
         return tuple(Arg(*a) for a in cj.args(key, value))
     if name == "override_inputs":
         return cj.pairs(key, value, "input name, flake reference")
+    if name == "override_flakes":
+        return cj.pairs(key, value, "original flake reference, resolved flake reference")
     if name == "options":
         return cj.pairs(key, value, "setting, value")
     if name in ("lookup_path", "worker_command"):

@@ -39,8 +39,11 @@ def test_config_key_is_canonical_and_ignores_how():
 
 def test_config_json_round_trip_and_rejects_unknown_fields():
     c = EvalConfig(flake="/f#x", override_inputs=(("dep", "path:/d"),), lookup_path=("n=/p",), workers=3, item_timeout=1.5,
-                   max_depth=12)
+                   max_depth=12, override_flakes=(("nixpkgs", "path:/n"),))
     assert EvalConfig.from_json(c.to_json()) == c and c.to_json()["maxDepth"] == 12
+    assert c.to_json()["overrideFlakes"] == [["nixpkgs", "path:/n"]]
+    with pytest.raises(ConfigError, match="overrideFlakes"):
+        EvalConfig.from_json({"flake": "/f", "overrideFlakes": [["nixpkgs"]]})
     with pytest.raises(ConfigError, match="--max-depth"):
         EvalConfig.from_json({"file": "/x", "maxDepth": 0}).validate()
     with pytest.raises(ConfigError, match="unknown config field"):
@@ -52,8 +55,10 @@ def test_config_json_round_trip_and_rejects_unknown_fields():
 
 
 def test_resolved_makes_local_paths_absolute():
-    c = EvalConfig(flake=".#jobs", override_inputs=(("d", "./dep"),), gc_roots_dir="roots").resolved("/work/p")
+    c = EvalConfig(flake=".#jobs", override_inputs=(("d", "./dep"),), gc_roots_dir="roots",
+                   override_flakes=(("nixpkgs", "path:./n"),)).resolved("/work/p")
     assert c.flake == "/work/p#jobs" and c.override_inputs == (("d", "/work/p/dep"),)
+    assert c.override_flakes == (("nixpkgs", "path:/work/p/n"),)  # ORIGINAL stays as given
     assert c.gc_roots_dir == "/work/p/roots" and c.base_dir == "/work/p"
     assert EvalConfig(flake="github:o/r#x").resolved("/w").flake == "github:o/r#x"
 
