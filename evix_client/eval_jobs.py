@@ -191,4 +191,4 @@ def entry() -> None:
     """Console-script entry: exit 130 on Ctrl-C, quietly on a closed stdout."""
     from .main import entry as evix_entry
 
-    evix_entry(lambda: main())
+    evix_entry(main)

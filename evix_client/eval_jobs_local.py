@@ -1,13 +1,17 @@
-"""Runs `evix-eval-jobs` in this process: workers start first, then the engine is imported
-(as for `evix eval --no-daemon`); Nix's own stderr output passes through unchanged."""
+"""Runs `evix-eval-jobs` in this process, as `evix eval --no-daemon` runs (workers first,
+then the engine; signals and stdout errors alike); Nix's own stderr passes through unchanged."""
 
 from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 from protocol.config import EvalConfig
 from protocol.loglevel import setup_logging
+
+from .local import run_local_eval
+from .stdout import Stdout
 
 
 class _WorkerLines(logging.Handler):
@@ -21,31 +25,15 @@ class _WorkerLines(logging.Handler):
 
 
 def run(config: EvalConfig, *, verbose: int = 0, quiet: int = 0) -> int:
-    from evixd.worker_launch import spawn
-
-    command = list(config.worker_command) if config.worker_command else None
-    spawned = [spawn(command) for _ in range(config.workers)]
+    """The run of evix eval --no-daemon (signals, stdout errors), printing nix-eval-jobs' lines."""
     setup_logging(verbose, quiet, name="evix-eval-jobs")
     workers = logging.getLogger("evix.worker")
     workers.addHandler(_WorkerLines())
     workers.propagate = False
-    import trio
 
-    from evixd.engine.eval_jobs import run_eval_jobs
+    async def print_jobs(config: EvalConfig, sink: Stdout, spawned: list[Any]) -> int:
+        from evixd.engine.eval_jobs import run_eval_jobs
 
-    out = sys.stdout.buffer
+        return await run_eval_jobs(config, sink.write, sink.flush, spawned=spawned, verbose=verbose > 0)
 
-    async def main() -> int:
-        try:
-            return await run_eval_jobs(config, out.write, out.flush, spawned=spawned, verbose=verbose > 0)
-        finally:
-            out.flush()
-
-    try:
-        return trio.run(main, restrict_keyboard_interrupt_to_checkpoints=True)
-    except BaseExceptionGroup as group:
-        if group.subgroup(KeyboardInterrupt) is not None:
-            raise KeyboardInterrupt from None
-        if group.subgroup(BrokenPipeError) is not None:
-            raise BrokenPipeError from None
-        raise
+    return run_local_eval(config, evaluate=print_jobs)

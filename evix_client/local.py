@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from protocol.config import EvalConfig
@@ -20,33 +21,46 @@ from .stop_signals import STOP_SIGNALS, Stopped, StopSignals
 log = logging.getLogger("evix")
 
 
-def run_local_eval(config: EvalConfig, out: Stdout | None = None) -> int:
-    """Evaluates `config` with local workers, printing the events; returns the exit status.
+Evaluate = Callable[[EvalConfig, Stdout, list[Any]], Awaitable[int]]
+"""A run in this process: (config, stdout, processes started ahead) -> exit status."""
+
+
+def run_local_eval(config: EvalConfig, out: Stdout | None = None, evaluate: Evaluate | None = None) -> int:
+    """Evaluates `config` with local workers, printing evix's events (or what `evaluate`
+    prints: evix-eval-jobs' lines); returns the exit status.
 
     Raises StdoutError when stdout cannot take the output (the run is stopped first)."""
     with StopSignals() as stop:
         spawned: list[Any] = []
         try:
-            from evixd.worker_launch import spawn
+            from evixd.worker_launch import spawn_ahead
 
-            # Workers start first: they initialise Nix while this process imports the engine.
-            # With forking, one process (the template that loads the input) is all a run starts.
-            command = list(config.worker_command) if config.worker_command else None
-            spawned = [spawn(command) for _ in range(1 if config.fork_workers else config.workers)]
+            spawned = spawn_ahead(config)  # before the engine is imported
         except Stopped as e:
             _discard(spawned)
             log.warning("%s: stopping", signal.Signals(e.signum).name)
             return 128 + e.signum
         # From here a signal is remembered, and the run stops as soon as trio runs.
         stop.raising = False
-        return _run(config, spawned, out or Stdout(), stop)
+        return _run(config, spawned, out or Stdout(), stop, evaluate or _print_events)
 
 
-def _run(config: EvalConfig, spawned: list[Any], sink: Stdout, stop: StopSignals) -> int:
-    import trio
-
+async def _print_events(config: EvalConfig, sink: Stdout, spawned: list[Any]) -> int:
     from evixd.engine import EvixError
     from evixd.engine.run import run_evaluation
+
+    try:  # straight to stdout: a one-shot run keeps no graph
+        summary = await run_evaluation(config, sink.write, spawned=spawned)
+    except EvixError as e:
+        sink.flush()
+        print(f"evix: error: {e}", file=sys.stderr)
+        return 1
+    log.info("%d derivations, %d errors in %.2f s", summary.derivations, summary.errors, summary.seconds)
+    return 0
+
+
+def _run(config: EvalConfig, spawned: list[Any], sink: Stdout, stop: StopSignals, evaluate: Evaluate) -> int:
+    import trio
 
     async def watch_signals(signals: Any, scope: trio.CancelScope) -> None:
         if stop.received is None:  # one may have come while trio started
@@ -68,19 +82,12 @@ def _run(config: EvalConfig, spawned: list[Any], sink: Stdout, stop: StopSignals
                 nursery.start_soon(watch_signals, signals, nursery.cancel_scope)
                 if can_hang_up(sys.stdout.fileno()):
                     nursery.start_soon(watch_stdout)  # `| head`: stop when the reader goes
-                try:  # straight to stdout: a one-shot run keeps no graph
-                    summary = await run_evaluation(config, sink.write, spawned=spawned)
-                except EvixError as e:
-                    sink.flush()
-                    print(f"evix: error: {e}", file=sys.stderr)
-                    return 1
+                try:
+                    code = await evaluate(config, sink, spawned)
                 finally:
                     nursery.cancel_scope.cancel()
         sink.flush()
-        if stop.exit_code is not None:
-            return stop.exit_code
-        log.info("%d derivations, %d errors in %.2f s", summary.derivations, summary.errors, summary.seconds)
-        return 0
+        return stop.exit_code if stop.exit_code is not None else code
 
     try:
         # Ctrl-C as a cancellation of the main task at a checkpoint, never raised in the middle

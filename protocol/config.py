@@ -81,6 +81,11 @@ class EvalConfig:
     fork_workers: bool = True  # from a template that loaded the input once; False: a fresh process each
     warm_template: bool = False  # the template evaluates a first derivation before forking
 
+    @property
+    def processes_per_run(self) -> int:
+        """Worker processes a run starts itself: the one template it forks from, else one each."""
+        return 1 if self.fork_workers else self.workers
+
     # ---- checking and resolving ------------------------------------------------------
     def validate(self) -> EvalConfig:
         """Raises ConfigError for a configuration no evaluation can start from."""

@@ -157,7 +157,7 @@ class SessionRegistry:
         _settle_heap()
         entry.touch()
         # a run forks its workers from one template process: that one is what is kept warm
-        self._warm(entry, 1 if config.fork_workers else config.workers)
+        self._warm(entry, config.processes_per_run)
         return result
 
     def _new_entry(self, config: EvalConfig) -> SessionEntry:

@@ -9,12 +9,14 @@ readable, and then a foreign SIGKILL is taken as not memory.
 from __future__ import annotations
 
 import contextlib
+import functools
 from pathlib import Path
 
 _CGROUP_ROOT = Path("/sys/fs/cgroup")
 
 
-def _candidates() -> list[Path]:
+@functools.cache  # our cgroup does not change: /proc/self/cgroup is read once
+def _candidates() -> tuple[Path, ...]:
     found: list[Path] = []
     with contextlib.suppress(OSError):
         for line in Path("/proc/self/cgroup").read_text().splitlines():
@@ -25,7 +27,7 @@ def _candidates() -> list[Path]:
             elif "memory" in controllers.split(","):
                 found.append(_CGROUP_ROOT / "memory" / rel / "memory.oom_control")
     found += [_CGROUP_ROOT / "memory.events", _CGROUP_ROOT / "memory" / "memory.oom_control"]
-    return found
+    return tuple(found)
 
 
 def oom_kills() -> int | None:
