@@ -164,8 +164,8 @@ class EvalConfig:
         d["override_flakes"] = [list(p) for p in self.override_flakes]  # the first match wins: keep the order
         d["options"] = [list(o) for o in self.options]
         d["lookup_path"] = list(self.lookup_path)
-        if self.expr is None and all(a.is_string for a in self.args):
-            d["base_dir"] = ""  # only an --expr or --arg expression resolves paths against it
+        if self.expr is None and self.select is None and self.apply is None and all(a.is_string for a in self.args):
+            d["base_dir"] = ""  # only --expr, --select, --apply or an --arg expression resolve paths against it
         return d
 
     def session_key(self) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 import orjson
 
 from .config import EvalConfig
+from .events import EventKind, event_kind
 
 CACHE_FIELDS = ("cacheStatus", "neededBuilds", "neededSubstitutes")  # isCached follows from cacheStatus
 
@@ -49,12 +50,12 @@ class JobFormat:
 
     def job(self, event: dict[str, Any]) -> dict[str, Any] | None:
         """The nix-eval-jobs object for one evix event; None for an attrset (not printed)."""
-        if "drvPath" not in event:
-            if "error" not in event:
-                return None
-            path = event["attrPath"]
-            return {"attr": job_name(path), "attrPath": path, "error": event["error"]}
+        kind = event_kind(event)
+        if kind == EventKind.ATTRSET:
+            return None
         path = event["attrPath"]
+        if kind == EventKind.ERROR:
+            return {"attr": job_name(path), "attrPath": path, "error": event["error"]}
         job = {"attr": job_name(path), "attrPath": path, "name": event["name"], "system": event["system"],
                "drvPath": event["drvPath"], "outputs": event["outputs"]}
         if self.instantiate:

@@ -102,3 +102,6 @@ def test_base_dir_is_part_of_the_key_only_where_it_resolves_paths():
     assert e.resolved("/a").session_key() != e.resolved("/b").session_key()
     a = EvalConfig(file="/x.nix", args=(Arg("p", "./p"),))
     assert a.resolved("/a").session_key() != a.resolved("/b").session_key()
+    for flag in ("select", "apply"):  # Nix expressions too, evaluated against baseDir
+        s = EvalConfig(file="/x.nix", **{flag: "r: import ./s.nix r"})
+        assert s.resolved("/a").session_key() != s.resolved("/b").session_key()

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Awaitable
 
 import orjson
 import trio
@@ -33,16 +34,21 @@ class CacheStatusStage:
         self.sink = sink
         self._send, self._receive = trio.open_memory_channel[bytes](math.inf)
 
-    def feed(self, data: bytes) -> None:
-        """An event sink for the Scheduler."""
+    def feed(self, data: bytes) -> Awaitable[None] | None:
+        """An event sink for the Scheduler; what the sink asks to wait for is passed back."""
         passing = []
         for line in data.splitlines():
             if b'"drvPath":' in line:
                 self._send.send_nowait(line)
             elif line:
                 passing.append(line)
-        if passing:
-            self.sink(b"\n".join(passing) + b"\n")
+        return self.sink(b"\n".join(passing) + b"\n") if passing else None
+
+    async def _put(self, data: bytes) -> None:
+        """To the sink, waiting as it asks (a slow client of the daemon)."""
+        waiting = self.sink(data)
+        if waiting is not None:
+            await waiting
 
     def close(self) -> None:
         self._send.close()
@@ -62,10 +68,10 @@ class CacheStatusStage:
                 fields = await self.status.fields(event["drvPath"])
             except (OSError, DrvParseError, StoreServiceError) as e:
                 log.warning("%s: cannot check the cache status: %s", event["attr"], e)
-                self.sink(error_event(event["attr"], event["attrPath"],
-                                      f"error: checking the cache status of {event['drvPath']}: {e}") + b"\n")
+                await self._put(error_event(event["attr"], event["attrPath"],
+                                            f"error: checking the cache status of {event['drvPath']}: {e}") + b"\n")
                 return
-            self.sink(line[:-1] + b"," + orjson.dumps(fields)[1:] + b"\n")
+            await self._put(line[:-1] + b"," + orjson.dumps(fields)[1:] + b"\n")
         finally:
             limiter.release_on_behalf_of(line)
 
