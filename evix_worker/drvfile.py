@@ -5,13 +5,9 @@ from __future__ import annotations
 
 from protocol.aterm import Derivation, DrvParseError, parse, read
 
-__all__ = ["Derivation", "DrvParseError", "parse_input_drvs", "read", "read_input_drvs"]
+__all__ = ["Derivation", "DrvParseError", "parse_input_drvs", "read"]
 
 
 def parse_input_drvs(text: str) -> dict[str, list[str]]:
     """{input drvPath: [output names]} of a derivation's ATerm text."""
     return parse(text).input_drvs
-
-
-def read_input_drvs(drv_path: str) -> dict[str, list[str]]:
-    return read(drv_path).input_drvs

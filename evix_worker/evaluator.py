@@ -23,7 +23,7 @@ import nixffi
 from nixffi import NixError, ValueType
 from nixffi.traverse import HAS_AGGREGATE, HAS_FEATURES, HAS_META, Kind, attr_names_json, classify, classify_child, derivation_json
 from protocol.config import EvalConfig
-from protocol.events import attrset_event, derivation_event, error_event, fields_drv_path, format_attr, quote_attr
+from protocol.events import attrset_event, derivation_event, error_event, format_attr, quote_attr
 
 from . import drvfile, gcroots, job_fields
 from .meta import lenient_meta, strict_meta
@@ -209,17 +209,18 @@ class Evaluator:
             more.append(("extraValue", job_fields.extra_value(v, self.apply)))
         input_drvs = None
         if not config.no_instantiate and (config.show_input_drvs or config.gc_roots_dir or flags & HAS_FEATURES):
-            drv_path = fields_drv_path(fields)
-            if flags & HAS_FEATURES:
-                platform, features = job_fields.drv_facts(drv_path)
-                if config.nix_eval_jobs:  # nix-eval-jobs' system is the .drv's platform
-                    d = orjson.loads(b"{" + fields + b"}")
-                    d["system"] = platform
+            d = orjson.loads(b"{" + fields + b"}")
+            drv_path = d["drvPath"]
+            drv = drvfile.read(drv_path) if config.show_input_drvs or flags & HAS_FEATURES else None  # read once
+            if drv is not None and flags & HAS_FEATURES:
+                if config.nix_eval_jobs and d["system"] != drv.platform:  # theirs is the .drv's platform
+                    d["system"] = drv.platform
                     fields = orjson.dumps(d)[1:-1]
+                features = drv.required_system_features()
                 if features:
                     more.append(("requiredSystemFeatures", orjson.dumps(features)))
-            if config.show_input_drvs:
-                input_drvs = orjson.dumps(drvfile.read_input_drvs(drv_path))
+            if drv is not None and config.show_input_drvs:
+                input_drvs = orjson.dumps(drv.input_drvs)
             if config.gc_roots_dir:
                 gcroots.add_root(config.gc_roots_dir, drv_path)
         out.derivations += 1

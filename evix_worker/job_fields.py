@@ -11,7 +11,6 @@ import orjson
 
 import nixffi
 
-from . import drvfile
 
 # --apply: the function's result must be a set; as JSON the way nix-eval-jobs prints it
 # (printValueAsJSON: derivations become their outPath, paths are copied to the store).
@@ -51,9 +50,3 @@ def eval_jobs_constituents(drv: nixffi.Value) -> dict[str, Any] | None:
     (`_hydraAggregate = true`), None for other derivations; NixError as nix-eval-jobs fails."""
     result = drv.state.helper(_CONSTITUENTS).call(drv)
     return None if result.type == nixffi.ValueType.NULL else orjson.loads(result.as_str())
-
-
-def drv_facts(drv_path: str) -> tuple[str, list[str]]:
-    """(platform, requiredSystemFeatures) as the .drv file states them."""
-    drv = drvfile.read(drv_path)
-    return drv.platform, drv.required_system_features()

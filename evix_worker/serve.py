@@ -15,7 +15,8 @@ import orjson
 import nixffi
 from protocol import wire
 from protocol.config import ConfigError, EvalConfig
-from protocol.environment import EVALUATOR_NAME, IN_FLIGHT_FD_ENV, set_process_name
+from protocol.environment import EVALUATOR_NAME, IN_FLIGHT_FD_ENV
+from protocol.lifetime import set_process_name
 from protocol.in_flight import InFlightWord
 
 from .evaluator import Evaluator, peak_rss_kib

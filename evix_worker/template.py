@@ -30,8 +30,8 @@ from collections.abc import Callable
 import nixffi
 from nixffi.traverse import Kind, classify_child
 from protocol import template, wire
-from protocol.environment import CONTROL_FD_ENV, EVALUATOR_NAME, TEMPLATE_NAME, set_process_name
-from protocol.lifetime import die_with_parent
+from protocol.environment import CONTROL_FD_ENV, EVALUATOR_NAME, TEMPLATE_NAME
+from protocol.lifetime import die_with_parent, set_process_name
 
 from .evaluator import Evaluator
 from .serve import FrameReader, in_flight_marker, ready, serve_batches, write_all

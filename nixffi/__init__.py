@@ -21,7 +21,6 @@ from .flake import unmatched_inputs as unmatched_inputs
 from .settings import apply_setting as apply_setting
 from .settings import enable_experimental_features as enable_experimental_features
 from .settings import enable_flakes as enable_flakes
-from .settings import gc_heap_limit as gc_heap_limit
 from .settings import gc_heap_size as gc_heap_size
 from .settings import get_setting as get_setting
 from .settings import limit_gc_heap as limit_gc_heap

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 
-from ._native import check, ctx, init, lib, read_string
+from ._native import check, ctx, has_function, init, lib, read_string
 from .errors import NixError
 
 # Settings that 2.26's nix_setting_set cannot reach (evaluator, fetcher and flake settings
@@ -70,21 +70,11 @@ def enable_flakes() -> None:
     _flakes_ready = True
 
 
-_gc_heap_limit = 0
-
-
 def limit_gc_heap(max_bytes: int) -> None:
-    """Caps Nix's garbage-collected heap (0: no cap): past it an allocation fails with Nix's
+    """Caps Nix's garbage-collected heap: past it an allocation fails with Nix's
     `std::bad_alloc` error instead of the process growing without bound."""
-    global _gc_heap_limit
     init()
     lib.evix_gc_set_max_heap_size(max_bytes)
-    _gc_heap_limit = max_bytes
-
-
-def gc_heap_limit() -> int:
-    """The cap last set by limit_gc_heap (0: none)."""
-    return _gc_heap_limit
 
 
 def gc_heap_size() -> int:
@@ -98,7 +88,7 @@ def set_read_only_mode(on: bool = True) -> None:
     output paths are computed, but no .drv is written and no source copied to the store.
     Raises NixError when this build of nixffi lacks it (Nix's C++ headers were missing)."""
     init()
-    if not hasattr(lib, "evix_set_read_only_mode"):
+    if not has_function("evix_set_read_only_mode"):
         raise NixError("this build of nixffi has no read-only mode (Nix's C++ headers were not found when it was built)")
     lib.evix_set_read_only_mode(1 if on else 0)
 

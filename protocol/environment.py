@@ -1,7 +1,6 @@
 """The contract between a master and the worker processes it starts: environment variables
 and the stack size (only the standard library: the CLI reads them before anything else loads)."""
 
-import ctypes
 import resource
 
 WORKER_ENV = "EVIX_WORKER"
@@ -40,9 +39,3 @@ TEMPLATE_NAME = "evix-template"
 EVALUATOR_NAME = "evix-eval"
 """Process names (as `ps -o comm` and psutil's name() show them) of a template and of a
 worker that evaluates, so that people and tests can tell them apart."""
-
-_PR_SET_NAME = 15
-
-
-def set_process_name(name: str) -> None:
-    ctypes.CDLL(None).prctl(_PR_SET_NAME, name.encode()[:15], 0, 0, 0)

@@ -124,11 +124,6 @@ def derivation_event(
     return b"".join(parts)
 
 
-def fields_drv_path(fields_json: bytes) -> str:
-    """The drvPath held by derivation fields (see `derivation_event`)."""
-    return orjson.loads(b"{" + fields_json + b"}")["drvPath"]
-
-
 # ---- decoding -------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Derivation:

@@ -19,9 +19,10 @@ import ctypes
 import os
 import signal
 
-__all__ = ["die_with_parent"]
+__all__ = ["die_with_parent", "set_process_name"]
 
 PR_SET_PDEATHSIG = 1
+PR_SET_NAME = 15
 
 # Loaded in the parent, at import: a forked child should only call into libc, not dlopen it.
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -39,3 +40,9 @@ def die_with_parent(parent_pid: int, sig: signal.Signals = signal.SIGKILL) -> No
     if os.getppid() != parent_pid:  # re-parented already: the master died before the prctl
         os.kill(os.getpid(), sig)
         os._exit(128 + int(sig))  # only if `sig` is caught or ignored
+
+
+def set_process_name(name: str) -> None:
+    """The name `ps -o comm` and psutil show (at most 15 bytes): see environment.TEMPLATE_NAME."""
+    buf = ctypes.create_string_buffer(name.encode()[:15])
+    _prctl(PR_SET_NAME, ctypes.addressof(buf), 0, 0, 0)

@@ -70,6 +70,8 @@ class ProcessHandle(Protocol):
     """A worker process as the master can watch it: spawned by us, or forked by a template."""
 
     pid: int
+    lost_with_template: bool
+    """It ended because the template it was forked from did (no fault of its own)."""
 
     def returncode(self) -> int | None:
         """As subprocess reports it (negative: killed by that signal); None while it runs."""
@@ -80,6 +82,8 @@ class ProcessHandle(Protocol):
 
 class SpawnedProcess:
     """A child of ours: its exit awaited on a pidfd, then reaped."""
+
+    lost_with_template = False
 
     def __init__(self, popen: subprocess.Popen[bytes]) -> None:
         self.popen = popen
@@ -122,7 +126,7 @@ class LocalWorker(Worker):
         self.config = EvalConfig()
         self._killed_for: str | None = None
         self._killed_for_memory = False
-        self._oom_kills_at_start = oom_kills()
+        self._oom_kills_at_start: int | None = None  # taken at setup: the run's start
         self._outstanding = 0  # batches sent and not answered
         self._closed = False
         self.control: socket.socket | None = None  # a spawned process's control socket (templates use it)
@@ -153,6 +157,7 @@ class LocalWorker(Worker):
         Its timeout and memory limit then apply to every batch. A template only loads the
         input and then forks workers (template.py)."""
         self.config = config
+        self._oom_kills_at_start = oom_kills()
         setup = wire.Setup(wire.PROTOCOL_VERSION, orjson.dumps(config.to_json()), template)
         try:
             await self._stdin.send_all(wire.encode_request(setup))
@@ -206,7 +211,7 @@ class LocalWorker(Worker):
         if malformed is not None:
             self._kill(f"worker sent a malformed answer ({malformed}); worker killed")
         await self._reap(EXIT_GRACE)
-        if getattr(self.process, "lost_with_template", False):
+        if self.process.lost_with_template:
             raise WorkerDied("its template process ended", innocent=True)
         if self._killed_for is not None:
             raise WorkerDied(self._killed_for, memory=self._killed_for_memory)

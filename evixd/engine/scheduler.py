@@ -221,15 +221,18 @@ class Scheduler:
         batches queued behind it (never started), go back to the queue. An item in
         MAX_UNATTRIBUTED_DEATHS deaths without a known culprit gets the error too."""
         self.summary.worker_deaths += 1
+        if died.innocent:  # nothing it evaluated is to blame: everything goes back
+            for batch in pipeline.batches:
+                for path, names in batch.chunks:
+                    self.queue.put(path, names)
+            return
         head, *behind = pipeline.batches
         items = head.items()
-        in_flight = None if died.innocent else worker.in_flight(head.id)
+        in_flight = worker.in_flight(head.id)
         culprit = in_flight if in_flight is not None and in_flight < len(items) else None
         log.debug("%s died on batch %d item %s: %s", worker.name, head.id, culprit, died.reason)
         for i, (path, name) in enumerate(items):
-            if died.innocent:
-                self.queue.put_item(path, name)
-            elif i == culprit and died.memory:
+            if i == culprit and died.memory:
                 self._memory_casualty(path, name, head, died.reason)
             elif i == culprit or (culprit is None and self._unattributed_limit((path, name))):
                 self._worker_error(path, name, died.reason)
