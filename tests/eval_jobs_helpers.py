@@ -4,42 +4,21 @@ job's fields must be (nix-instantiate for values, `nix derivation show` for the 
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from evix_helpers import REPO, nix_bin, nix_string
+from evix_helpers import Run, nix_bin, nix_string, run_evix
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "eval_jobs"
 FLAKES = ["--extra-experimental-features", "nix-command flakes"]
 
 
-@dataclass
-class JobsRun:
-    code: int
-    stdout: bytes
-    stderr: str
-
-    @property
-    def lines(self) -> list[dict[str, Any]]:
-        return [json.loads(x) for x in self.stdout.splitlines()]
-
-    def by_attr(self) -> dict[str, dict[str, Any]]:
-        return {x["attr"]: x for x in self.lines}
-
-
 def eval_jobs(*args: str, cwd: str | Path | None = None, env: dict[str, str] | None = None,
-              stdin: str | None = None, timeout: float = 180) -> JobsRun:
-    """Runs `evix-eval-jobs ARGS` (the console script's entry) and keeps its raw output."""
-    cmd = [sys.executable, "-c", "from evix_client.eval_jobs import entry; entry()", *args]
-    full_env = dict(os.environ, **(env or {}))
-    full_env.setdefault("PYTHONPATH", str(REPO))
-    proc = subprocess.run(cmd, capture_output=True, cwd=cwd, env=full_env, timeout=timeout,
-                          input=stdin.encode() if stdin is not None else None)
-    return JobsRun(proc.returncode, proc.stdout, proc.stderr.decode(errors="replace"))
+              stdin: str | None = None, timeout: float = 180) -> Run:
+    """Runs `evix-eval-jobs ARGS` (the console script) and keeps its raw output."""
+    return run_evix(*args, program="evix-eval-jobs", cwd=cwd, env=env, timeout=timeout,
+                    stdin=stdin.encode() if stdin is not None else None)
 
 
 def nix_job(source: str, path: list[str], *, cwd: str | Path | None = None) -> dict[str, Any]:

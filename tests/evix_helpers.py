@@ -38,11 +38,12 @@ def nix_bin(name: str) -> str:
 
 
 def command(name: str) -> list[str]:
-    """The console script `name` (`evix`, `evixd`) of this venv, so tests run what users run."""
+    """The console script `name` (`evix`, `evixd`, `evix-eval-jobs`) of this venv, so tests run
+    what users run."""
     script = Path(sys.executable).parent / name
     if script.exists():
         return [str(script)]
-    module = {"evix": "evix_client.main", "evixd": "evixd.daemon.main"}[name]
+    module = {"evix": "evix_client.main", "evixd": "evixd.daemon.main", "evix-eval-jobs": "evix_client.eval_jobs"}[name]
     return [sys.executable, "-c", f"from {module} import entry; entry()"]
 
 
@@ -85,18 +86,22 @@ class Run:
 
 
 def start_evix(*args: str, cwd: str | Path | None = None, env: dict[str, str] | None = None,
-               socket_path: str | Path | None = None, **popen: Any) -> subprocess.Popen[bytes]:
-    """Starts `evix ARGS` (stdout and stderr piped unless `popen` says otherwise)."""
+               socket_path: str | Path | None = None, program: str = "evix", **popen: Any) -> subprocess.Popen[bytes]:
+    """Starts `evix ARGS` (or another of our commands: `program`), stdout and stderr piped
+    unless `popen` says otherwise."""
     popen = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE, **popen}
-    return subprocess.Popen([*command("evix"), *args], cwd=cwd, env=evix_env(socket_path, env), **popen)
+    return subprocess.Popen([*command(program), *args], cwd=cwd, env=evix_env(socket_path, env), **popen)
 
 
 def run_evix(*args: str, cwd: str | Path | None = None, env: dict[str, str] | None = None,
-             socket_path: str | Path | None = None, timeout: float = 120) -> Run:
-    """Runs `evix ARGS` to the end, as a user would (through the daemon at `socket_path`, if any)."""
-    with start_evix(*args, cwd=cwd, env=env, socket_path=socket_path) as proc:
+             socket_path: str | Path | None = None, program: str = "evix", stdin: bytes | None = None,
+             timeout: float = 120) -> Run:
+    """Runs `evix ARGS` (or `program`) to the end, as a user would (through the daemon at
+    `socket_path`, if any), with `stdin` as its input when given."""
+    piped = {"stdin": subprocess.PIPE} if stdin is not None else {}
+    with start_evix(*args, cwd=cwd, env=env, socket_path=socket_path, program=program, **piped) as proc:
         try:
-            out, err = proc.communicate(timeout=timeout)
+            out, err = proc.communicate(input=stdin, timeout=timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             raise

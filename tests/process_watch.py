@@ -8,11 +8,13 @@ Also the slow job set those tests stop in the middle of.
 from __future__ import annotations
 
 import os
-import time
 import uuid
 from pathlib import Path
 
 import psutil
+
+from evix_helpers import wait_until
+from protocol.environment import WORKER_ENV
 
 TAG_ENV = "EVIX_TEST_RUN"
 
@@ -48,7 +50,7 @@ def evaluators(tag: str) -> list[psutil.Process]:
     for p in psutil.process_iter():
         try:
             environ = p.environ()
-            if environ.get(TAG_ENV) == tag and environ.get("EVIX_WORKER") and p.status() != psutil.STATUS_ZOMBIE:
+            if environ.get(TAG_ENV) == tag and environ.get(WORKER_ENV) and p.status() != psutil.STATUS_ZOMBIE:
                 found.append(p)
         except psutil.Error:
             continue
@@ -56,25 +58,19 @@ def evaluators(tag: str) -> list[psutil.Process]:
 
 
 def wait_for_evaluators(tag: str, n: int = 1, timeout: float = 60) -> list[psutil.Process]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
+    def enough() -> list[psutil.Process] | None:
         found = evaluators(tag)
-        if len(found) >= n:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"fewer than {n} evaluator(s) started within {timeout} s")
+        return found if len(found) >= n else None
+
+    return wait_until(enough, f"{n} evaluator(s) to start", timeout=timeout)
 
 
 def assert_none_left(tag: str, within: float = 1.0) -> None:
     """No evaluator with `tag` is alive `within` seconds from now (polled, never slept out)."""
-    deadline = time.monotonic() + within
-    while True:
+    try:
+        wait_until(lambda: not evaluators(tag), f"no evaluator left within {within} s", timeout=within)
+    except AssertionError:
         left = evaluators(tag)
-        if not left:
-            return
-        if time.monotonic() >= deadline:
-            pids = [p.pid for p in left]
-            for p in left:
-                p.kill()
-            raise AssertionError(f"evaluators still alive {within} s later: {pids}")
-        time.sleep(0.05)
+        for p in left:
+            p.kill()
+        raise AssertionError(f"evaluators still alive {within} s later: {[p.pid for p in left]}") from None

@@ -33,7 +33,7 @@ def _drv(path: list[str]) -> str:
 
 
 def test_aggregates_naming_constituents_come_last_in_dependency_order(run):
-    assert [j["attr"] for j in run.lines] == PLAIN + HELD
+    assert [j["attr"] for j in run.events] == PLAIN + HELD
 
 
 def test_every_job_carries_the_constituent_fields(run):

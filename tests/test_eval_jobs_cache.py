@@ -84,7 +84,7 @@ def test_builds_come_dependencies_first_and_substitutes_sorted(cache):
 
 
 def test_lines_fit_buildbot_nix_and_nix_fast_build(cache):
-    for job in _run(cache, "--workers", "2").lines:
+    for job in _run(cache, "--workers", "2").events:
         if "error" in job:
             assert set(job) == {"attr", "attrPath", "error"}
             continue

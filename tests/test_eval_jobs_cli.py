@@ -47,9 +47,9 @@ def test_every_line_is_exactly_what_nix_eval_jobs_prints(one_worker):
 
 
 def test_no_attrset_lines_and_sets_follow_recurse_for_derivations(one_worker):
-    attrs = [j["attr"] for j in one_worker.lines]
+    attrs = [j["attr"] for j in one_worker.events]
     assert not any(a in ("", "scope", "scope.deeper", "hidden") for a in attrs)
-    assert all("drvPath" in j or "error" in j for j in one_worker.lines)
+    assert all("drvPath" in j or "error" in j for j in one_worker.events)
     assert "hidden.secret" not in attrs and "number" not in attrs
 
 
@@ -83,7 +83,7 @@ def test_nix_settings_as_flags_and_unknown_options_warn():
                     "--show-trace", str(JOBS))
     assert run.code == 0, run.stderr
     assert "warning: unknown setting 'no-such-setting'" in run.stderr
-    assert len(run.lines) == len(ORDER)
+    assert len(run.events) == len(ORDER)
 
 
 def test_usage_and_load_errors_exit_1():
@@ -119,7 +119,7 @@ def test_a_worker_that_dies_fails_the_run_after_the_others(tmp_path: Path):
         '{ a = mk "a"; overflow = builtins.deepSeq (nest 2000000) (mk "never"); z = mk "z"; }\n')
     run = eval_jobs(str(f))
     assert run.code == 1
-    assert [j["attr"] for j in run.lines] == ["a", "overflow", "z"]
+    assert [j["attr"] for j in run.events] == ["a", "overflow", "z"]
     assert set(run.by_attr()["overflow"]) == {"attr", "attrPath", "error"}
     assert "error: worker died evaluating 'overflow'" in run.stderr
     assert "possible infinite recursion" in run.stderr

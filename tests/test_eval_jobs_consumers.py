@@ -63,7 +63,7 @@ def test_hydra_flake_jobset(flake: Path, tmp_path: Path):
                     "--force-recurse", "--option", "allow-import-from-derivation", "false",
                     "--workers", "1", "--max-memory-size", "4096")
     assert run.code == 0, run.stderr
-    jobs = _hydra_reads(run.lines)
+    jobs = _hydra_reads(run.events)
     assert list(jobs) == ["hello", "tests.unit", "release"]
     hello = jobs["hello"]
     assert hello["meta"]["description"] == "Hello" and hello["meta"]["license"][0]["shortName"] == "mit"
@@ -79,7 +79,7 @@ def test_hydra_legacy_jobset(tmp_path: Path):
                     "--max-jobs", "1", "--meta", "--constituents", "--force-recurse", "--workers", "1",
                     "--max-memory-size", "4096", env=env)
     assert run.code == 0, run.stderr
-    jobs = _hydra_reads(run.lines)
+    jobs = _hydra_reads(run.events)
     assert jobs["hello"]["name"] == "hello-h" and jobs["withExtra"]["name"] == "extra-2-h"
     assert "broken on purpose" in jobs["broken"]["error"]
 
@@ -92,10 +92,10 @@ def test_buildbot_nix(flake: Path, tmp_path: Path):
     assert run.code == 0, run.stderr
     success = {"attr", "attrPath", "drvPath", "name", "outputs", "system", "neededBuilds", "neededSubstitutes"}
     optional = {"cacheStatus", "inputDrvs", "isCached", "requiredSystemFeatures"}
-    for job in run.lines:  # its pydantic models: an error, or a success (extra fields are not fatal)
+    for job in run.events:  # its pydantic models: an error, or a success (extra fields are not fatal)
         assert set(job) == {"attr", "attrPath", "error"} or success <= set(job) <= success | optional, job
-    assert {j["attr"] for j in run.lines} == {"x86_64-linux.default", 'x86_64-linux."with.dot"'}
-    assert all(j["cacheStatus"] == "notBuilt" and j["neededBuilds"] == [j["drvPath"]] for j in run.lines)
+    assert {j["attr"] for j in run.events} == {"x86_64-linux.default", 'x86_64-linux."with.dot"'}
+    assert all(j["cacheStatus"] == "notBuilt" and j["neededBuilds"] == [j["drvPath"]] for j in run.events)
 
 
 def test_nix_fast_build_flake_and_file_modes(flake: Path, tmp_path: Path):
@@ -107,8 +107,8 @@ def test_nix_fast_build_flake_and_file_modes(flake: Path, tmp_path: Path):
                         "--option", "substituters", "")
     for run in (by_flake, by_file):
         assert run.code == 0, run.stderr
-        for job in run.lines:  # nix-fast-build: every line has an error or a drvPath
+        for job in run.events:  # nix-fast-build: every line has an error or a drvPath
             assert "error" in job or ("drvPath" in job and job["outputs"] and job["system"])
-    assert {j["attr"] for j in by_flake.lines} == {"hello", "release", "tests.unit"}
-    assert {j["attr"] for j in by_file.lines} == {'"a.b"', "deeper.leaf", "inner"}
-    assert all(j["cacheStatus"] in ("local", "cached", "notBuilt") for j in by_file.lines)
+    assert {j["attr"] for j in by_flake.events} == {"hello", "release", "tests.unit"}
+    assert {j["attr"] for j in by_file.events} == {'"a.b"', "deeper.leaf", "inner"}
+    assert all(j["cacheStatus"] in ("local", "cached", "notBuilt") for j in by_file.events)

@@ -74,7 +74,7 @@ def test_hydra_select_over_the_whole_flake(flake: Path):
     assert selected.stdout == eval_jobs("--flake", ".#hydraJobs", cwd=flake).stdout
     inputs = eval_jobs("--flake", str(flake), "--select", "flake: { inherit (flake.inputs.dep.outputs) word; x = flake.outputs.checks.x86_64-linux; }")
     assert inputs.code == 0, inputs.stderr
-    assert [j["attr"] for j in inputs.lines] == []  # x is not marked for recursion, word is a string
+    assert [j["attr"] for j in inputs.events] == []  # x is not marked for recursion, word is a string
     wrong = eval_jobs("--flake", str(flake), "--select", "flake: 1")
     assert wrong.code == 1 and "--select must evaluate to an attribute set" in wrong.stderr
 
@@ -82,7 +82,7 @@ def test_hydra_select_over_the_whole_flake(flake: Path):
 def test_select_on_a_fragment(flake: Path):
     run = eval_jobs("--flake", ".#checks", "--select", "checks: checks.x86_64-linux", cwd=flake)
     assert run.code == 0, run.stderr
-    assert [(j["attr"], j["drvPath"]) for j in run.lines] == [("test", _nix_drv(flake, "checks.x86_64-linux.test"))]
+    assert [(j["attr"], j["drvPath"]) for j in run.events] == [("test", _nix_drv(flake, "checks.x86_64-linux.test"))]
 
 
 def test_flakes_are_pure_unless_impure(flake: Path):

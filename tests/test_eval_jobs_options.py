@@ -24,7 +24,7 @@ def test_apply_puts_the_functions_json_in_extra_value():
     hello = run.by_attr()["hello"]
     truth = nix_job(f"import {JOBS} {{ }}", ["hello"])
     assert hello["extraValue"] == {"name": "hello", "out": truth["outputs"]["out"], "n": 1, "tags": ["x86_64-linux"]}
-    assert all("extraValue" in j for j in run.lines if "drvPath" in j)
+    assert all("extraValue" in j for j in run.events if "drvPath" in j)
     events = eval_locally("--file", str(JOBS), "--apply", APPLY)
     assert events.code == 0, events.stderr
     assert events.derivations()["hello"]["extraValue"] == hello["extraValue"]
@@ -50,7 +50,7 @@ def test_apply_that_does_not_parse_fails_the_run():
 def test_select_on_a_file_root():
     run = eval_jobs("--select", "root: root.scope", "--argstr", "suffix", "-s", str(JOBS))
     assert run.code == 0, run.stderr
-    assert [j["attr"] for j in run.lines] == ['"a.b"', "deeper.leaf", "inner"]
+    assert [j["attr"] for j in run.events] == ['"a.b"', "deeper.leaf", "inner"]
     assert run.by_attr()["inner"]["drvPath"] == nix_job(f'import {JOBS} {{ suffix = "-s"; }}', ["scope", "inner"])["drvPath"]
     events = eval_locally("--file", str(JOBS), "--select", "root: root.scope")
     assert events.code == 0, events.stderr
