@@ -37,7 +37,8 @@ def run_local_eval(config: EvalConfig, out: Stdout | None = None, evaluate: Eval
 
             spawned = spawn_ahead(config)  # before the engine is imported
         except Stopped as e:
-            _discard(spawned)
+            for worker in spawned:
+                worker.discard()
             log.warning("%s: stopping", signal.Signals(e.signum).name)
             return 128 + e.signum
         # From here a signal is remembered, and the run stops as soon as trio runs.
@@ -100,14 +101,6 @@ def _run(config: EvalConfig, spawned: list[Any], sink: Stdout, stop: StopSignals
         if failed is not None:
             raise _first_leaf(failed) from None
         raise
-
-
-def _discard(spawned: list[Any]) -> None:
-    """Stops workers that were started but never handed to a run."""
-    for worker in spawned:
-        worker.process.kill()
-    for worker in spawned:
-        worker.process.wait()
 
 
 def _first_leaf(group: BaseExceptionGroup[Any]) -> BaseException:

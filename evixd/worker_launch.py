@@ -37,6 +37,16 @@ class SpawnedWorker:
     control: socket.socket
     """Our end of its control socket: used only if it is set up as a template."""
 
+    def discard(self) -> None:
+        """Kills a process never handed to a run and closes everything of it we hold."""
+        self.process.kill()
+        self.process.wait()
+        for pipe in (self.process.stdin, self.process.stdout, self.process.stderr):
+            if pipe is not None:
+                pipe.close()
+        self.in_flight.close()
+        self.control.close()
+
 
 def _prepare_child(parent_pid: int) -> None:
     """The child's first steps after fork, before exec: bound to its master's life (killed
