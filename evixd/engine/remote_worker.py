@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import ssl
 from collections.abc import AsyncIterator
 
 import orjson
@@ -27,7 +28,7 @@ from protocol.remotes import Remote, split_endpoint
 from .errors import WorkerStartError
 from .framed_stream import NETWORK_ERRORS, FramedStream, tune_socket
 from .remote_sources import ShippedSource
-from .remote_tls import client_tls, verify_pin
+from .remote_tls import PinMismatch, client_tls, verify_pin
 from .worker import Worker, WorkerDied, WorkerSource
 
 log = logging.getLogger("evix.remote")
@@ -148,6 +149,8 @@ class RemoteConnection(WorkerSource):
             await trio.sleep(delay)
             try:
                 return await self._connect()
+            except (PinMismatch, ssl.SSLCertVerificationError) as e:  # not a network fault: never retried
+                raise WorkerStartError(f"remote worker {self.remote.endpoint}: {e}", fatal=True) from None
             except (OSError, trio.TooSlowError, EOFError, wire.ProtocolError, *NETWORK_ERRORS) as e:
                 why = _describe(e)
                 log.info("%s: cannot connect: %s", self.name, why)
