@@ -8,7 +8,9 @@ from. When no live worker owns it, the run cannot complete, and says so.
 
 Routing up front: once derivations under a set came back of one system, the set's other
 children (and the children of its sibling sets) are queued in that system's lane from the
-start (`hints`, learned per parent set; a set with several systems has no hint).
+start (`hints`, learned per parent set; a set with several systems has no hint). Until
+something is known under a set, its children are handed out a few at a time (PROBE), so
+that a worker owning another system rejects a few items, not a whole batch.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ Item = tuple[Path, str | None]
 Systems = frozenset[str] | None
 """The systems a worker owns; None: any."""
 
+PROBE = 4  # children of a set of unknown system in one batch
 _MIXED = ""  # a hint for a parent whose derivations are of several systems: none
 
 
@@ -66,6 +69,11 @@ class Routes:
             if seen is not None:
                 return seen or None
         return None
+
+    def unknown(self, path: Path) -> bool:
+        """Nothing is known yet of the systems under `path` (nor of any set above it): the
+        queue hands out only a few of its children at a time until one comes back."""
+        return all(path[:depth] not in self.hints for depth in range(len(path), -1, -1))
 
     def split(self, path: Path, names: list[str] | None) -> list[tuple[str | None, list[str] | None]]:
         """Where the items of chunk (path, names) are queued: [(lane system or None for

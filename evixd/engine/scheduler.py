@@ -261,13 +261,13 @@ class Scheduler:
         for line in events.split(b"\n"):
             if b'"drvPath":' in line and event_kind(event := orjson.loads(line)) is EventKind.DERIVATION:
                 path, system = tuple(event["attrPath"]), event.get("system", "")
+                self.queue.learn(path[:-1], system)
                 if worker.systems is not None and system not in worker.systems:
                     self.summary.derivations -= 1
                     log.debug("%s rejects %s (%s)", worker.name, event["attr"], system)
                     if not self.queue.reject(path[:-1], path[-1], system):
                         self._no_owner(path, system)
                     continue
-                self.queue.learn(path[:-1], system)
             kept.append(line)
         return b"\n".join(kept)
 

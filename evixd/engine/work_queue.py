@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 import orjson
 import trio
 
-from .routing import Chunk, Item, Path, Routes, Systems
+from .routing import PROBE, Chunk, Item, Path, Routes, Systems
 
 MAX_BATCH = 256
 
@@ -152,6 +152,7 @@ class WorkQueue:
         chunks: list[Chunk] = []
         taken = 0
         for lane in lanes:
+            probed: list[Chunk] = []  # the rest of chunks of unknown system: not again in this batch
             while lane and taken < target:
                 path, names = lane.popleft()
                 if names is None:
@@ -159,11 +160,15 @@ class WorkQueue:
                     taken += 1
                     continue
                 room = target - taken
+                probing = lane is self.chunks and self.routes.active and self.routes.unknown(path)
+                if probing:
+                    room = min(room, PROBE)
                 if len(names) > room:
-                    lane.appendleft((path, names[room:]))
+                    (probed.append if probing else lane.appendleft)((path, names[room:]))
                     names = names[:room]
                 chunks.append((path, names))
                 taken += len(names)
+            lane.extendleft(reversed(probed))
         self.items -= taken
         self.leased += 1
         return Batch(next(self._ids), chunks)
