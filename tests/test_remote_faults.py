@@ -4,6 +4,7 @@ protocol, TLS (self-signed) and the mismatches between TLS and plain ports."""
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import struct
 import subprocess
@@ -146,3 +147,32 @@ def test_tls_master_to_a_plain_port_fails_clearly(certificate):
                             env=remote_env())
     assert run.code == 1 and "unreachable" in run.stderr
     assert good.code == 0
+
+
+def test_a_stalled_remote_is_dropped_and_its_attribute_taken_over(tmp_path: Path):
+    """SIGSTOP on a service mid-batch: its connection goes silent; after the stall timeout the
+    master requeues the batch on the other remote (and keeps trying the silent one)."""
+    source, fifo = _slow_input(tmp_path)
+    with services(listen_args(), listen_args()) as pair:
+        proc = start_evix("eval", "--no-daemon", "--file", str(source), "--workers", "0", "--remote-stall-timeout", "2",
+                          "--remote", pair[0].endpoint, "", "1", "--remote", pair[1].endpoint, "", "1",
+                          env=remote_env())
+        victim = None
+        try:
+            victim = wait_until(lambda: next((s for s in pair if _blocked_on_fifo(s)), None),
+                                "a remote to evaluate the blocking attribute", timeout=60)
+            survivor = pair[1] if victim is pair[0] else pair[0]
+            os.kill(victim.process.pid, signal.SIGSTOP)
+            wait_until(lambda: _blocked_on_fifo(survivor), "the other remote to take the attribute over", timeout=60)
+            _open_gate(fifo).join(timeout=10)
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if victim is not None:
+                os.kill(victim.process.pid, signal.SIGCONT)
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    run = Run(proc.returncode, out, err.decode())
+    assert run.code == 0, run.stderr
+    assert "stopped answering (silent for 2 s)" in run.stderr
+    assert "slow" in run.derivations() and not run.errors()

@@ -73,8 +73,12 @@ class RemoteWorker(Worker):
         return self.connection.name
 
     def _gone(self, why: str) -> WorkerDied:
+        """The connection is unusable: its batches go back to the queue (nobody blamed), the
+        slot reconnects."""
         self.link.broken = True
-        return WorkerDied(f"remote worker {self.connection.remote.endpoint} {why}", innocent=True)
+        reason = f"remote worker {self.connection.remote.endpoint} {why}"
+        log.warning("%s: %s; its work goes back to the queue, reconnecting", self.name, reason)
+        return WorkerDied(reason, innocent=True)
 
     async def send_batch(self, batch: int, items: bytes) -> None:
         self.link.used = True

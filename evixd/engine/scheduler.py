@@ -100,6 +100,7 @@ class Scheduler:
         self._unattributed: collections.Counter[Item] = collections.Counter()
         self._fatal: str | None = None
         self._cancel: trio.CancelScope | None = None
+        self._slots_scope: trio.CancelScope | None = None
 
     async def run(self) -> Summary:
         """Evaluates everything; raises InputError when the input cannot be loaded."""
@@ -113,6 +114,7 @@ class Scheduler:
                 sources = self._sources(nursery)
                 try:
                     async with trio.open_nursery() as slots:
+                        self._slots_scope = slots.cancel_scope
                         for source in sources:
                             self.queue.routes.register(source.systems)
                             self._live += 1
@@ -186,6 +188,9 @@ class Scheduler:
                 if e.fatal or start_failures >= MAX_START_FAILURES:
                     self._fail(str(e))
                     return
+        # All done, so no batch is out: slots still reconnecting to a remote need not go on.
+        assert self._slots_scope is not None
+        self._slots_scope.cancel()
 
     async def _feed(self, worker: Worker, fresh: bool) -> None:
         """Keeps up to PIPELINE batches queued on `worker`, so it never waits for the master,
