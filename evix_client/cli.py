@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from protocol.argtypes import count, positive_count, positive_seconds
 from protocol.config import Arg, ConfigError, EvalConfig
-from protocol.remotes import Remote, parse_systems
+from protocol.remotes import TOKEN_ENV, Remote, parse_systems
 from protocol.loglevel import add_logging_options
 from protocol.query import Filter
 
@@ -264,7 +264,8 @@ def config_from_args(ns: argparse.Namespace) -> EvalConfig:
         fork_workers=ns.fork_workers,
         warm_template=ns.warm_template,
         remotes=remotes_from_args(ns),
-        remote_token=ns.remote_token,
+        # in the config, so that a daemon (whose environment is not ours) has it too
+        remote_token=(ns.remote_token or os.environ.get(TOKEN_ENV)) if ns.remote else None,
         remote_tls_ca=ns.remote_tls_ca,
         remote_tls_fingerprint=ns.remote_tls_fingerprint,
         remote_stall_timeout=ns.remote_stall_timeout,

@@ -14,8 +14,7 @@ import hmac
 from dataclasses import replace
 
 from .config import ConfigError, EvalConfig
-
-TOKEN_ENV = "EVIX_REMOTE_TOKEN"
+from .remotes import TOKEN_ENV as TOKEN_ENV
 
 ALLOWED_NIX_OPTIONS = frozenset({
     "accept-flake-config", "allow-import-from-derivation", "allowed-uris", "experimental-features",

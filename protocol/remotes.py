@@ -6,6 +6,10 @@ import ipaddress
 from dataclasses import dataclass
 
 
+TOKEN_ENV = "EVIX_REMOTE_TOKEN"
+"""The shared token of remote worker services, for `evix worker` and for masters."""
+
+
 class EndpointError(ValueError):
     """An endpoint or systems list that cannot be used (the message says why)."""
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from evix_helpers import FIXTURES, eval_locally, nix_drv_paths
+from evix_helpers import FIXTURES, eval_locally, nix_drv_paths, run_evix
 from remote_helpers import listen_args, remote_env, services
 
 JOBS = FIXTURES / "jobs.nix"
@@ -114,3 +114,24 @@ def test_an_unreachable_remote_fails_naming_it(tmp_path: Path):
                        env=remote_env())
     assert run.code == 1
     assert f"no worker left to evaluate on: remote worker 127.0.0.1:{port} unreachable" in run.stderr
+
+
+def test_remotes_are_part_of_a_daemon_sessions_config_not_its_key(local_jobs, any_system_services):
+    from daemon_fixtures import short_dir, start_daemon
+
+    a, _ = any_system_services
+    work = short_dir()
+    daemon = start_daemon(work / "evix.sock")
+    served = a.log.count("serving")
+    try:
+        through_daemon = run_evix("eval", "--file", str(JOBS), "--workers", "0", "--remote", a.endpoint, "", "2",
+                                  socket_path=daemon.socket, env=remote_env())
+        assert through_daemon.code == 0, through_daemon.stderr + daemon.log
+        assert through_daemon.canonical() == local_jobs.canonical()
+        assert a.log.count("serving") == served + 2  # the daemon's run opened both connections
+        # the same session without --remote: found by key, remotes are how, not what
+        query = run_evix("query", "--file", str(JOBS), socket_path=daemon.socket)
+        assert query.code == 0, query.stderr
+        assert {e["drvPath"] for e in query.events} == {e["drvPath"] for e in local_jobs.derivations().values()}
+    finally:
+        daemon.stop()

@@ -25,7 +25,7 @@ from protocol.config import EvalConfig
 from protocol.remote_setup import TOKEN_ENV, config_for_remote
 from protocol.remotes import Remote, split_endpoint
 
-from .errors import WorkerStartError
+from .errors import RemoteUnreachable, WorkerStartError
 from .framed_stream import NETWORK_ERRORS, FramedStream, tune_socket
 from .remote_sources import ShippedSource
 from .remote_tls import PinMismatch, client_tls, verify_pin
@@ -35,13 +35,6 @@ log = logging.getLogger("evix.remote")
 
 CONNECT_TIMEOUT = 10.0
 RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)  # backoff between attempts; after the last one the slot gives up
-
-
-class RemoteUnreachable(WorkerStartError):
-    """The service could not be reached (after every retry): this slot is retired."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, fatal=False)
 
 
 def master_store_dir() -> str:

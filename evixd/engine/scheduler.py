@@ -31,11 +31,9 @@ from protocol.config import EvalConfig
 from protocol.events import EventKind, error_event, event_kind, format_attr
 from protocol.rpc_results import summary_json
 
-from .errors import InputError, WorkerStartError
+from .errors import InputError, RemoteUnreachable, WorkerStartError
 from .local_worker import SpawnedWorkers
 from .pool import WorkerPool
-from .remote_sources import ShippedSource
-from .remote_worker import RemoteConnection, RemoteUnreachable
 from .template import ForkedWorkers
 from .work_queue import Batch, Item, Pipeline, WorkQueue
 from .worker import Worker, WorkerDied, WorkerSource
@@ -140,7 +138,12 @@ class Scheduler:
             processes = SpawnedWorkers(self.config, nursery, spawned=self.spawned,
                                        take=self.pool.acquire if self.pool is not None else None)
             sources += [ForkedWorkers(self.config, nursery, processes)] * self.config.workers
-        shipped = ShippedSource.for_config(self.config) if self.config.remotes else None
+        if not self.config.remotes:
+            return sources
+        from .remote_sources import ShippedSource  # ssl, tarfile...: only runs with remotes load them
+        from .remote_worker import RemoteConnection
+
+        shipped = ShippedSource.for_config(self.config)
         for remote in self.config.remotes:
             sources += [RemoteConnection(remote, i, self.config, shipped) for i in range(remote.connections)]
         return sources
