@@ -4,6 +4,8 @@ runs in its own mount namespace, where the input's directory is hidden under a t
 
 from __future__ import annotations
 
+import re
+import subprocess
 from pathlib import Path
 
 from evix_helpers import eval_locally
@@ -48,3 +50,40 @@ def test_an_input_the_remote_cannot_see_is_shipped_and_gives_the_same_drv_paths(
     assert again.code == 0 and again.canonical() == run.canonical()
     shipped = [p for p in cache.iterdir() if (p / ".complete").exists()]
     assert len(shipped) == 1 and (shipped[0] / "project" / "sub" / "leaf.txt").read_text() == "a leaf\n"
+
+
+def test_a_remote_flake_reference_reaches_the_remote_locked(tmp_path: Path):
+    flake = tmp_path / "src" / "flake"
+    flake.mkdir(parents=True)
+    (flake / "flake.nix").write_text('{ outputs = { self }: { jobs = { a = derivation { name = "a"; '
+                                     'system = "x86_64-linux"; builder = "/bin/sh"; src = ./flake.nix; }; }; }; }\n')
+    archive = tmp_path / "flake.tar.gz"
+    subprocess.run(["tar", "-czf", str(archive), "-C", str(flake.parent), "flake"], check=True, timeout=30)
+    ref = f"tarball+file://{archive}"
+    local = eval_locally("--flake", f"{ref}#jobs")
+    assert local.code == 0, local.stderr
+    with services(listen_args()) as (service,):
+        run = eval_locally("--flake", f"{ref}#jobs", "--workers", "0", "--remote", service.endpoint, "", "1",
+                           env=remote_env())
+    assert run.code == 0, run.stderr
+    assert run.canonical() == local.canonical()
+    served = re.search(r"serving --flake (\S+)", service.log)
+    assert served and "narHash=sha256-" in served.group(1), service.log
+
+
+def test_a_local_flake_the_remote_cannot_see_is_shipped(tmp_path: Path):
+    flake = tmp_path / "hidden" / "myflake"
+    flake.mkdir(parents=True)
+    (flake / "data.txt").write_text("flake data\n")
+    (flake / "flake.nix").write_text('{ outputs = { self }: { jobs = { a = derivation { name = "a"; '
+                                     'system = "x86_64-linux"; builder = "/bin/sh"; src = ./data.txt; '
+                                     'tree = self; }; }; }; }\n')
+    local = eval_locally("--flake", f"{flake}#jobs")
+    assert local.code == 0, local.stderr
+    hide = ["unshare", "-m", "sh", "-c", 'mount -t tmpfs tmpfs "$0" && exec "$@"', str(flake.parent)]
+    with services(listen_args(cache=tmp_path / "cache"), prefix=hide) as (service,):
+        run = eval_locally("--flake", f"{flake}#jobs", "--workers", "0", "--remote", service.endpoint, "", "1",
+                           env=remote_env())
+    assert run.code == 0, run.stderr + service.log
+    assert run.canonical() == local.canonical()
+    assert str(tmp_path / "cache") in service.log  # evaluated from the shipped copy

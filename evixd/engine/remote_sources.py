@@ -1,6 +1,8 @@
-"""A local input shipped to remote workers: the tree of a `--file` or local flake, packed
-once per run as a reproducible tar (sorted, no times or owners), keyed by its SHA-256, and
-sent over a connection only when the service does not have it yet."""
+"""What remote workers are told to evaluate: the config without the master's own fields; a
+remote flake reference locked here, once per run (a remote never locks it again, so every
+remote evaluates the same revision); a local input's tree shipped: the tree of a `--file`
+or local flake, packed once per run as a reproducible tar (sorted, no times or owners),
+keyed by its SHA-256, and sent over a connection only when the service does not have it."""
 
 from __future__ import annotations
 
@@ -8,16 +10,20 @@ import hashlib
 import io
 import os
 import tarfile
+from dataclasses import replace
 from pathlib import Path
 
+import orjson
 import trio
 
 from protocol import remote_wire as rw
 from protocol.config import EvalConfig
 from protocol.flakeref import local_flake_dir, split_flake_ref
+from protocol.remote_setup import config_for_remote
 
 from .errors import EvixError
 from .framed_stream import FramedStream
+from .store_service import StoreService, StoreServiceError
 
 MAX_SHIPPED_BYTES = 512 << 20  # as the service's cap
 
@@ -98,3 +104,43 @@ class ShippedSource:
             found += [base / d for d in dirs if not (base / d).is_symlink()]
             found += [base / f for f in sorted(files)]
         return sorted(found, key=lambda p: str(p.relative_to(self.root)).split(os.sep))
+
+
+class RemoteInput:
+    """The Hello every connection of a run sends, made once (locking, packing) on first use."""
+
+    def __init__(self, config: EvalConfig) -> None:
+        self.config = config
+        self.shipped = ShippedSource.for_config(config)
+        self._config_json: bytes | None = None
+        self._lock = trio.Lock()
+
+    async def hello_fields(self) -> tuple[bytes, str, str]:
+        """(config JSON, source hash, the master's source root); the last two empty when
+        nothing is shipped. EvixError when a flake reference cannot be locked."""
+        async with self._lock:
+            if self._config_json is None:
+                config = config_for_remote(self.config)
+                if config.flake is not None and self.shipped is None:
+                    config = await self._locked(config)
+                self._config_json = orjson.dumps(config.to_json())
+        digest, root = await self.shipped.prepare() if self.shipped is not None else ("", "")
+        return self._config_json, digest, root
+
+    async def _locked(self, config: EvalConfig) -> EvalConfig:
+        """The flake reference (and --override-input references) that are not local, locked."""
+        assert config.flake is not None
+        ref, sep, fragment = config.flake.partition("#")
+        try:
+            async with StoreService(self.config) as store:
+                locked = await store.lock(ref) or ref
+                overrides = []
+                for name, r in config.override_inputs:
+                    overrides.append((name, (await store.lock(r) or r) if local_flake_dir(r) is None else r))
+        except StoreServiceError as e:
+            raise EvixError(f"--flake {config.flake}: {e}") from None
+        return replace(config, flake=locked + sep + fragment, override_inputs=tuple(overrides))
+
+    async def send_source(self, conn: FramedStream) -> None:
+        assert self.shipped is not None
+        await self.shipped.send(conn)

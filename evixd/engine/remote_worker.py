@@ -16,18 +16,17 @@ import os
 import ssl
 from collections.abc import AsyncIterator
 
-import orjson
 import trio
 
 from protocol import remote_wire as rw
 from protocol import wire
 from protocol.config import EvalConfig
-from protocol.remote_setup import TOKEN_ENV, config_for_remote
+from protocol.remote_setup import TOKEN_ENV
 from protocol.remotes import Remote, split_endpoint
 
-from .errors import RemoteUnreachable, WorkerStartError
+from .errors import EvixError, RemoteUnreachable, WorkerStartError
 from .framed_stream import NETWORK_ERRORS, FramedStream, tune_socket
-from .remote_sources import ShippedSource
+from .remote_sources import RemoteInput
 from .remote_tls import PinMismatch, client_tls, verify_pin
 from .worker import Worker, WorkerDied, WorkerSource
 
@@ -110,14 +109,13 @@ class RemoteWorker(Worker):
 class RemoteConnection(WorkerSource):
     """Connection `index` of a `--remote`: a slot's workers, one evaluator after another."""
 
-    def __init__(self, remote: Remote, index: int, config: EvalConfig, source: ShippedSource | None) -> None:
+    def __init__(self, remote: Remote, index: int, config: EvalConfig, inputs: RemoteInput) -> None:
         self.remote = remote
         self.index = index
         self.config = config
-        self.source = source
+        self.inputs = inputs
         self.name = f"remote {remote.endpoint} #{index + 1}"
         self._link: Link | None = None
-        self._hello_config = orjson.dumps(config_for_remote(config).to_json())
 
     @property
     def systems(self) -> frozenset[str] | None:
@@ -175,16 +173,19 @@ class RemoteConnection(WorkerSource):
 
     async def _hello(self, conn: FramedStream) -> wire.Ready:
         token = self.config.remote_token or os.environ.get(TOKEN_ENV) or ""
-        digest, root = ("", "") if self.source is None else await self.source.prepare()
+        try:
+            config_json, digest, root = await self.inputs.hello_fields()
+        except EvixError as e:
+            raise WorkerStartError(str(e), fatal=True) from None
         await conn.send(rw.encode_request(rw.Hello(rw.REMOTE_PROTOCOL_VERSION, token, master_store_dir(),
-                                                   self._hello_config, digest, root)))
+                                                   config_json, digest, root)))
         while True:
             with trio.fail_after(self.config.remote_stall_timeout):
                 msg = rw.decode_response(await conn.receive())
             if isinstance(msg, rw.Alive):
                 continue
-            if isinstance(msg, rw.NeedSource) and self.source is not None:
-                await self.source.send(conn)
+            if isinstance(msg, rw.NeedSource) and digest:
+                await self.inputs.send_source(conn)
                 continue
             if isinstance(msg, wire.Ready):
                 log.info("%s: ready (Nix %s, evaluator %d)", self.name, msg.nix_version, msg.pid)

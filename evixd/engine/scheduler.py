@@ -140,12 +140,12 @@ class Scheduler:
             sources += [ForkedWorkers(self.config, nursery, processes)] * self.config.workers
         if not self.config.remotes:
             return sources
-        from .remote_sources import ShippedSource  # ssl, tarfile...: only runs with remotes load them
+        from .remote_sources import RemoteInput  # ssl, tarfile...: only runs with remotes load them
         from .remote_worker import RemoteConnection
 
-        shipped = ShippedSource.for_config(self.config)
+        inputs = RemoteInput(self.config)
         for remote in self.config.remotes:
-            sources += [RemoteConnection(remote, i, self.config, shipped) for i in range(remote.connections)]
+            sources += [RemoteConnection(remote, i, self.config, inputs) for i in range(remote.connections)]
         return sources
 
     def _retire(self, source: WorkerSource, why: str) -> None:

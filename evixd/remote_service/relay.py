@@ -79,7 +79,7 @@ class Relay:
             nursery.start_soon(self._keep_alive)
             try:
                 async with self._evaluators(config, nursery) as source:
-                    await self._serve(source, hello)
+                    await self._serve(source, hello, config)
             finally:
                 nursery.cancel_scope.cancel()
 
@@ -175,14 +175,14 @@ class Relay:
         except trio.EndOfChannel:
             raise ConnectionEnds() from None
 
-    async def _serve(self, source: ForkedWorkers, hello: rw.Hello) -> None:
+    async def _serve(self, source: ForkedWorkers, hello: rw.Hello, config: EvalConfig) -> None:
         """Evaluator after evaluator until the master is done: one per Reset."""
         fresh, first = False, True
         while True:
             try:
                 async with source.open(fresh=fresh) as worker:
                     if first:
-                        await self._ready(worker, hello)
+                        await self._ready(worker, hello, config)
                         first = False
                     outcome = await self._drive(worker)
             except WorkerStartError as e:
@@ -196,7 +196,7 @@ class Relay:
                 outcome = await self._await_reset()
             fresh = outcome is Outcome.FRESH
 
-    async def _ready(self, worker: LocalWorker, hello: rw.Hello) -> None:
+    async def _ready(self, worker: LocalWorker, hello: rw.Hello, config: EvalConfig) -> None:
         ready = worker.ready
         assert ready is not None
         if hello.store_dir and ready.store_dir and hello.store_dir != ready.store_dir:
@@ -204,7 +204,7 @@ class Relay:
                                f"{ready.store_dir} (drvPaths would differ)")
         await self.conn.send(rw.encode_response(wire.Ready(rw.REMOTE_PROTOCOL_VERSION, ready.nix_version, ready.pid,
                                                            ready.store_dir)))
-        log.info("%s: serving (evaluator %d)", self.peer, ready.pid)
+        log.info("%s: serving %s (evaluator %d)", self.peer, config.describe(), ready.pid)
 
     async def _await_reset(self) -> Outcome:
         """After a death: the batches the master sent meanwhile are dropped (it requeues them)."""
