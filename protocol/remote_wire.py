@@ -25,6 +25,8 @@ REMOTE_PROTOCOL_VERSION = 1
 MAX_REMOTE_FRAME_BYTES = 64 << 20  # a batch's events are far smaller; shipped trees come in chunks
 SOURCE_CHUNK_BYTES = 4 << 20
 _TRAVERSAL_LIMIT_WORDS = MAX_REMOTE_FRAME_BYTES // 8
+BUSY = "busy: "
+"""How a `refused` message begins when the service is only full (the master retries later)."""
 
 
 @dataclass(frozen=True)

@@ -176,3 +176,13 @@ def test_a_stalled_remote_is_dropped_and_its_attribute_taken_over(tmp_path: Path
     assert run.code == 0, run.stderr
     assert "stopped answering (silent for 2 s)" in run.stderr
     assert "slow" in run.derivations() and not run.errors()
+
+
+def test_a_silent_connection_is_closed_after_the_handshake_timeout():
+    with services(listen_args(None, "--handshake-timeout", "1")) as (service,):
+        host, port = service.endpoint.rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as s:
+            s.settimeout(20)
+            assert s.recv(4096) == b""  # closed by the service, not by us
+        wait_until(lambda: "no handshake within 1 s" in service.log, "the service to log the timeout")
+        assert "WITHOUT A TOKEN" in service.log

@@ -135,3 +135,14 @@ def test_remotes_are_part_of_a_daemon_sessions_config_not_its_key(local_jobs, an
         assert {e["drvPath"] for e in query.events} == {e["drvPath"] for e in local_jobs.derivations().values()}
     finally:
         daemon.stop()
+
+
+def test_ipv6_and_the_connection_cap(local_jobs):
+    args = ["--listen", "[::1]:0", "-v", "--token", "v6-token", "--max-connections", "1"]
+    with services(args) as (service,):
+        assert service.endpoint.startswith("[::1]:")
+        run = eval_locally("--file", str(JOBS), "--workers", "0", "--remote", service.endpoint, "", "2",
+                           env=remote_env("v6-token"))
+        wait_until(lambda: "connection limit of 1 reached" in service.log, "the second connection to be turned away")
+    assert run.code == 0, run.stderr
+    assert run.canonical() == local_jobs.canonical()

@@ -41,6 +41,10 @@ def master_store_dir() -> str:
     return os.environ.get("NIX_STORE_DIR") or os.environ.get("NIX_STORE") or "/nix/store"
 
 
+class ServiceBusy(OSError):
+    """The service is at its connection limit: tried again, like a refused connection."""
+
+
 class Link:
     """One live connection, after a successful hello."""
 
@@ -190,6 +194,8 @@ class RemoteConnection(WorkerSource):
             if isinstance(msg, wire.Ready):
                 log.info("%s: ready (Nix %s, evaluator %d)", self.name, msg.nix_version, msg.pid)
                 return msg
+            if isinstance(msg, rw.Refused) and msg.message.startswith(rw.BUSY):
+                raise ServiceBusy(msg.message.removeprefix(rw.BUSY))
             if isinstance(msg, rw.Refused):
                 raise WorkerStartError(f"remote worker {self.remote.endpoint} refused: {msg.message}", fatal=True)
             if isinstance(msg, rw.Fatal):

@@ -60,7 +60,7 @@ class WorkerService:
         with trio.move_on_after(1):
             try:
                 await conn.send(rw.encode_response(rw.Refused(
-                    f"this worker serves at most {self.max_connections} connections")))
+                    f"{rw.BUSY}this worker serves at most {self.max_connections} connections")))
             except NETWORK_ERRORS:
                 pass
         await conn.aclose()
