@@ -186,3 +186,47 @@ def test_a_silent_connection_is_closed_after_the_handshake_timeout():
             assert s.recv(4096) == b""  # closed by the service, not by us
         wait_until(lambda: "no handshake within 1 s" in service.log, "the service to log the timeout")
         assert "WITHOUT A TOKEN" in service.log
+
+
+def _blocked_evaluator(service: Service) -> int | None:
+    for process in service.descendants():
+        try:
+            if Path(f"/proc/{process.pid}/wchan").read_text() == "wait_for_partner":
+                return process.pid
+        except OSError:
+            continue
+    return None
+
+
+def test_an_evaluator_crash_on_the_remote_blames_its_attribute_only(tmp_path: Path):
+    """As for a local worker: the remote says where its evaluator died; that attribute gets
+    the error, a new evaluator on the same connection takes the rest."""
+    source, fifo = _slow_input(tmp_path)
+    with services(listen_args()) as (service,):
+        proc = start_evix("eval", "--no-daemon", "--file", str(source), "--workers", "0",
+                          "--remote", service.endpoint, "", "1", env=remote_env())
+        try:
+            pid = wait_until(lambda: _blocked_evaluator(service), "the remote evaluator to block", timeout=60)
+            os.kill(pid, signal.SIGSEGV)
+            out, err = proc.communicate(timeout=120)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        log = service.log
+    run = Run(proc.returncode, out, err.decode())
+    assert run.code == 0, run.stderr
+    assert set(run.errors()) == {"slow"}
+    assert "SIGSEGV" in run.errors()["slow"]["error"] and "on remote worker" in run.errors()["slow"]["error"]
+    assert len(run.derivations()) == 30
+    assert log.count("serving") == 1  # one connection, a new evaluator forked behind it
+
+
+def test_the_per_item_timeout_holds_on_a_remote(tmp_path: Path):
+    source, _ = _slow_input(tmp_path)
+    with services(listen_args()) as (service,):
+        run = eval_locally("--file", str(source), "--workers", "0", "--timeout", "1",
+                           "--remote", service.endpoint, "", "1", env=remote_env())
+    assert run.code == 0, run.stderr
+    assert "timed out after 1 s" in run.errors()["slow"]["error"]
+    assert len(run.derivations()) == 30
