@@ -41,6 +41,7 @@ examples:
   evix eval --flake .#hydraJobs --workers 4
   evix eval --file ./release.nix --arg pkgs 'import <nixpkgs> {}' --meta
   evix eval --expr 'import ./jobs.nix { }' --force-recurse
+  evix eval --flake .#hydraJobs --workers 2 --remote arm-box:7357 aarch64-linux 2   (see `evix worker --help`)
 """
 
 

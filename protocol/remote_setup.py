@@ -14,7 +14,6 @@ import hmac
 from dataclasses import replace
 
 from .config import ConfigError, EvalConfig
-from .remotes import TOKEN_ENV as TOKEN_ENV
 
 ALLOWED_NIX_OPTIONS = frozenset({
     "accept-flake-config", "allow-import-from-derivation", "allowed-uris", "experimental-features",

@@ -21,7 +21,7 @@ import trio
 from protocol import remote_wire as rw
 from protocol import wire
 from protocol.config import EvalConfig
-from protocol.remote_setup import TOKEN_ENV
+from protocol.remotes import TOKEN_ENV
 from protocol.remotes import Remote, split_endpoint
 
 from .errors import EvixError, RemoteUnreachable, WorkerStartError

@@ -13,8 +13,7 @@ import trio
 
 from protocol.argtypes import positive_count, positive_seconds
 from protocol.loglevel import add_logging_options, setup_logging
-from protocol.remote_setup import TOKEN_ENV
-from protocol.remotes import EndpointError, split_endpoint
+from protocol.remotes import TOKEN_ENV, EndpointError, split_endpoint
 
 from .relay import ServiceSettings
 from .server import WorkerService, server_tls

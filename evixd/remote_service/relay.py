@@ -92,6 +92,11 @@ class Relay:
         except wire.ProtocolError as e:
             raise ConnectionEnds(f"not the evix remote protocol ({e})") from None
 
+    async def _receive_chunk(self) -> rw.RemoteRequest:
+        """A piece of a shipped tree: each must come within the handshake timeout."""
+        with trio.fail_after(self.settings.handshake_timeout):
+            return await self._receive()
+
     async def _refuse(self, message: str) -> None:
         with contextlib.suppress(Exception):
             await self.conn.send(rw.encode_response(rw.Refused(message)))
@@ -120,7 +125,7 @@ class Relay:
                 root = self.settings.sources.get(hello.source_hash, hello.source_name)
                 if root is None:
                     await self.conn.send(rw.encode_response(rw.NeedSource()))
-                    root = await self.settings.sources.receive(hello.source_hash, hello.source_name, self._receive)
+                    root = await self.settings.sources.receive(hello.source_hash, hello.source_name, self._receive_chunk)
             except SourceError as e:
                 await self._refuse(str(e))
             config = self.settings.sources.rebase(config, hello.source_name, root)
