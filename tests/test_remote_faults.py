@@ -230,3 +230,22 @@ def test_the_per_item_timeout_holds_on_a_remote(tmp_path: Path):
     assert run.code == 0, run.stderr
     assert "timed out after 1 s" in run.errors()["slow"]["error"]
     assert len(run.derivations()) == 30
+
+
+def test_the_memory_limit_holds_on_a_remote_and_its_retry_runs_in_a_fresh_evaluator(tmp_path: Path):
+    """Past --max-memory the service's watchdog kills the evaluator (a death the service
+    reports with its item); the master retries that item alone after a `reset fresh` on the
+    same connection, and only then makes it an error."""
+    source = tmp_path / "hog.nix"
+    source.write_text('let mk = name: derivation { inherit name; system = "x86_64-linux"; builder = "/bin/sh"; }; in '
+                      '{ a = mk "a"; middle = mk "m-${toString (builtins.length (builtins.genList '
+                      '(i: { x = i; y = [ i ]; }) 6000000))}"; z = mk "z"; }\n')
+    with services(listen_args()) as (service,):
+        run = eval_locally("--file", str(source), "--workers", "0", "--max-memory", "300",
+                           "--remote", service.endpoint, "", "1", env=remote_env())
+        log = service.log
+    assert run.code == 0, run.stderr
+    error = run.errors()["middle"]["error"]
+    assert "memory limit of 300 MiB exceeded" in error and "also when evaluated alone" in error
+    assert {"a", "z"} <= set(run.derivations())
+    assert log.count("serving") == 1 and log.count("died") >= 2
