@@ -82,7 +82,8 @@ class ShippedSource:
                     tar.addfile(info)
                 if out.tell() > MAX_SHIPPED_BYTES:
                     raise EvixError(f"{self.root} is larger than {MAX_SHIPPED_BYTES >> 20} MiB: too big to ship "
-                                    "to remote workers (make it available on them)")
+                                    "to remote workers (a --file is shipped with its whole directory: give it a "
+                                    "directory of its own, or put the tree on the remotes at the same path)")
         return out.getvalue()
 
     def _inside(self, link: Path) -> bool:
