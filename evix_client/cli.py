@@ -6,8 +6,9 @@ import argparse
 import os
 from collections.abc import Callable
 
-from protocol.argtypes import positive_count, positive_seconds
-from protocol.config import Arg, EvalConfig
+from protocol.argtypes import count, positive_count, positive_seconds
+from protocol.config import Arg, ConfigError, EvalConfig
+from protocol.remotes import TOKEN_ENV, Remote, parse_systems
 from protocol.loglevel import add_logging_options
 from protocol.query import Filter
 
@@ -40,6 +41,7 @@ examples:
   evix eval --flake .#hydraJobs --workers 4
   evix eval --file ./release.nix --arg pkgs 'import <nixpkgs> {}' --meta
   evix eval --expr 'import ./jobs.nix { }' --force-recurse
+  evix eval --flake .#hydraJobs --workers 2 --remote arm-box:7357 aarch64-linux 2   (see `evix worker --help`)
 """
 
 
@@ -89,8 +91,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     """How to evaluate: options that do not change the result."""
     r = p.add_argument_group("workers")
     d = EvalConfig()
-    r.add_argument("--workers", type=positive_count, default=d.workers, metavar="N",
-                   help=f"local worker processes (default {d.workers})")
+    r.add_argument("--workers", type=count, default=d.workers, metavar="N",
+                   help=f"local worker processes (default {d.workers}; 0 with --remote: remote workers only)")
     r.add_argument("--max-memory", type=positive_count, default=d.max_memory_mb, metavar="MB",
                    help=f"per-worker memory limit in MiB; a worker over it is replaced (default {d.max_memory_mb})")
     r.add_argument("--timeout", type=positive_seconds, default=None, metavar="SECONDS",
@@ -102,6 +104,32 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     r.add_argument("--warm-template", action="store_true",
                    help="let the process that forks the workers evaluate one derivation first, so that what "
                         "packages share (a stdenv) is evaluated once; every worker then starts with that memory")
+    add_remote_options(p)
+
+
+def add_remote_options(p: argparse.ArgumentParser) -> None:
+    """Remote workers (`evix worker --listen` on other machines): how, not what."""
+    r = p.add_argument_group("remote workers")
+    r.add_argument("--remote", nargs=3, action="append", default=[], metavar=("ENDPOINT", "SYSTEMS", "N"),
+                   help="N connections to the worker service at ENDPOINT (HOST:PORT, [IPV6]:PORT), each a worker "
+                        "for the derivations of SYSTEMS (comma-separated; '' for any system); repeatable")
+    r.add_argument("--remote-token", metavar="TOKEN", help="the services' shared token (default $EVIX_REMOTE_TOKEN)")
+    r.add_argument("--remote-tls-ca", metavar="PEM", help="connect with TLS, checking the services against this CA")
+    r.add_argument("--remote-tls-fingerprint", metavar="SHA256",
+                   help="connect with TLS, accepting only a service certificate of this SHA-256 fingerprint")
+    r.add_argument("--remote-stall-timeout", type=positive_seconds, default=EvalConfig().remote_stall_timeout,
+                   metavar="SECONDS", help="a remote silent this long mid-batch is dropped and its work requeued "
+                                           f"(default {EvalConfig().remote_stall_timeout:g})")
+
+
+def remotes_from_args(ns: argparse.Namespace) -> tuple[Remote, ...]:
+    """`--remote ENDPOINT SYSTEMS N` triples; ConfigError for a bad N."""
+    remotes = []
+    for endpoint, systems, n in ns.remote:
+        if not n.isdigit() or int(n) < 1:
+            raise ConfigError(f"--remote {endpoint} {systems!r} {n}: N must be a number of connections, at least 1")
+        remotes.append(Remote(endpoint, parse_systems(systems), int(n)))
+    return tuple(remotes)
 
 
 def add_common_options(p: argparse.ArgumentParser) -> None:
@@ -204,6 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
     # one runs (see main.py); registered here so that `evix --help` lists them.
     sub.add_parser("daemon", help="start the daemon in the background (same as evixd; `evix daemon --help`), "
                                   "or `evix daemon status|stop`", add_help=False)
+    sub.add_parser("worker", help="serve evaluation to masters on other machines over TCP (`evix worker --help`)",
+                   add_help=False)
     sub.add_parser("eval-jobs", help="nix-eval-jobs' command line and output (same as evix-eval-jobs)",
                    add_help=False)
     return parser
@@ -234,4 +264,10 @@ def config_from_args(ns: argparse.Namespace) -> EvalConfig:
         item_timeout=ns.timeout,
         fork_workers=ns.fork_workers,
         warm_template=ns.warm_template,
+        remotes=remotes_from_args(ns),
+        # in the config, so that a daemon (whose environment is not ours) has it too
+        remote_token=(ns.remote_token or os.environ.get(TOKEN_ENV)) if ns.remote else None,
+        remote_tls_ca=ns.remote_tls_ca,
+        remote_tls_fingerprint=ns.remote_tls_fingerprint,
+        remote_stall_timeout=ns.remote_stall_timeout,
     ).resolved()

@@ -30,6 +30,10 @@ def main(argv: list[str] | None = None) -> int:
         from evixd.daemon.main import main as daemon_main
 
         return daemon_main(argv[1:], prog="evix daemon")
+    if argv[:1] == ["worker"]:  # the remote worker service has its own options
+        from evixd.remote_service.main import main as worker_main
+
+        return worker_main(argv[1:])
     if argv[:1] == ["eval-jobs"]:  # nix-eval-jobs' command line
         from .eval_jobs import main as eval_jobs_main
 

@@ -96,12 +96,12 @@ def serve(in_fd: int, out_fd: int) -> int:
         return serve_template(frames, out_fd, setup.config, root, lambda: Evaluator(root, config, apply),
                               config.warm_template, not config.no_instantiate)
     set_process_name(EVALUATOR_NAME)
-    write_all(out_fd, ready())
+    write_all(out_fd, ready(root.state.store.store_dir))
     return serve_batches(frames, out_fd, Evaluator(root, config, apply), in_flight_marker())
 
 
-def ready() -> bytes:
-    return wire.encode_response(wire.Ready(wire.PROTOCOL_VERSION, nixffi.nix_version(), os.getpid()))
+def ready(store_dir: str = "") -> bytes:
+    return wire.encode_response(wire.Ready(wire.PROTOCOL_VERSION, nixffi.nix_version(), os.getpid(), store_dir))
 
 
 def serve_batches(frames: FrameReader, out_fd: int, evaluator: Evaluator, marker: nixffi.InFlightMarker | None) -> int:

@@ -9,6 +9,8 @@ Run as `python -m evix_worker.store_service`. One JSON object per line each way:
     -> {"valid": [path]}                     <- {"valid": [bool]}
     -> {"rewrite": drvPath, "children": [drvPath], "gcRootsDir": dir | null}
     <- {"drvPath": new, "outputs": {"out": path}} | {"skipped": why} | {"error": message}
+    -> {"lock": flakeRef}                    <- {"locked": ref | null} | {"error": message}
+       (the reference locked as remote workers get it; null: it cannot be locked, e.g. a dirty tree)
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ class _Service:
         apply_options(config)
         self.store = nixffi.Store(setup.get("evalStore") or "")
         self.state: Any = None
+        self.flake_state: Any = None
 
     def settings(self) -> dict[str, Any]:
         get = self.nixffi.get_setting
@@ -51,6 +54,15 @@ class _Service:
             return self.store.is_valid_path(path)
         except self.nixffi.NixError:  # not a store path at all
             return False
+
+    def lock(self, ref: str) -> dict[str, Any]:
+        if self.flake_state is None:
+            self.nixffi.enable_flakes()  # before the state: builtins.getFlake exists only then
+            self.flake_state = self.nixffi.EvalState(self.store)
+        try:
+            return {"locked": self.nixffi.locked_flake_ref(self.flake_state, ref)}
+        except self.nixffi.NixError as e:
+            return {"error": f"cannot lock the flake reference {ref}: {e.message}"}
 
     def rewrite(self, drv_path: str, children: list[str], gc_roots_dir: str | None) -> dict[str, Any]:
         if self.state is None:
@@ -81,6 +93,8 @@ def serve(read: Any, write: Any) -> int:
         req = orjson.loads(line)
         if "valid" in req:
             answer: dict[str, Any] = {"valid": service.valid(req["valid"])}
+        elif "lock" in req:
+            answer = service.lock(req["lock"])
         elif "rewrite" in req:
             answer = service.rewrite(req["rewrite"], req.get("children", []), req.get("gcRootsDir"))
         else:

@@ -85,7 +85,7 @@ def serve_template(frames: FrameReader, out_fd: int, setup_config: bytes, root: 
     refusal = fork_refusal(root, writes_store)
     if warm_first and refusal is None:
         warm(root)
-    write_all(out_fd, ready())
+    write_all(out_fd, ready(root.state.store.store_dir))
     reaped_r, reaped_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(reaped_w)
     signal.signal(signal.SIGCHLD, lambda *_: None)  # a handler, so the wakeup fd hears it
@@ -107,7 +107,8 @@ def serve_template(frames: FrameReader, out_fd: int, setup_config: bytes, root: 
                 if not packet:
                     return 0
                 child = template.ForkFailed(refusal) if refusal is not None else _fork(
-                    fds, setup_config, evaluator, (control, selector, reaped_r, reaped_w, in_fd, out_fd))
+                    fds, setup_config, evaluator, (control, selector, reaped_r, reaped_w, in_fd, out_fd),
+                    root.state.store.store_dir)
                 for fd in fds:
                     os.close(fd)
                 control.send(template.encode_event(child))
@@ -135,7 +136,7 @@ def _report_exits(control: socket.socket) -> None:
 
 
 def _fork(fds: list[int], setup_config: bytes, evaluator: Callable[[], Evaluator],
-          template_fds: tuple) -> template.TemplateEvent:
+          template_fds: tuple, store_dir: str) -> template.TemplateEvent:
     if len(fds) != template.FORK_FDS:
         return template.ForkFailed(f"fork request with {len(fds)} fds, expected {template.FORK_FDS}")
     threads = len(os.listdir("/proc/self/task"))
@@ -150,7 +151,7 @@ def _fork(fds: list[int], setup_config: bytes, evaluator: Callable[[], Evaluator
         return template.Forked(pid)
     code = 70
     try:
-        code = _child(fds, setup_config, evaluator, template_fds, parent)
+        code = _child(fds, setup_config, evaluator, template_fds, parent, store_dir)
     except BaseException as e:  # never return into the template's loop
         print(f"evix worker: forked worker failed: {e!r}", file=sys.stderr)
     finally:
@@ -158,7 +159,7 @@ def _fork(fds: list[int], setup_config: bytes, evaluator: Callable[[], Evaluator
 
 
 def _child(fds: list[int], setup_config: bytes, evaluator: Callable[[], Evaluator],
-           template_fds: tuple, parent: int) -> int:
+           template_fds: tuple, parent: int, store_dir: str) -> int:
     """The forked worker: its own pipes, its own in-flight word, then the usual conversation."""
     signal.set_wakeup_fd(-1)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -183,6 +184,6 @@ def _child(fds: list[int], setup_config: bytes, evaluator: Callable[[], Evaluato
     if not isinstance(setup, wire.Setup) or setup.config != setup_config:
         write_all(stdout, wire.encode_response(wire.Fatal("a forked worker must be set up with its template's config")))
         return 2
-    write_all(stdout, ready())
+    write_all(stdout, ready(store_dir))
     return serve_batches(frames, stdout, evaluator(), in_flight_marker(word))
 

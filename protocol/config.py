@@ -18,6 +18,7 @@ import orjson
 
 from . import config_json as cj
 from .flakeref import absolute_flake_ref
+from .remotes import EndpointError, Remote, remote_from_json, split_endpoint
 
 
 class ConfigError(ValueError):
@@ -39,7 +40,7 @@ class Arg:
 
 
 _HOW = ("workers", "max_memory_mb", "item_timeout", "gc_roots_dir", "worker_command", "eval_store", "fork_workers",
-        "warm_template")
+        "warm_template", "remotes", "remote_token", "remote_tls_ca", "remote_tls_fingerprint", "remote_stall_timeout")
 _BOOLS = ("force_recurse", "meta", "show_input_drvs", "no_instantiate", "check_cache_status", "nix_eval_jobs",
           "constituents", "pure_eval", "fork_workers", "warm_template")
 
@@ -80,10 +81,18 @@ class EvalConfig:
     eval_store: str | None = None  # the store .drv files are written to (default: Nix's `store`)
     fork_workers: bool = True  # from a template that loaded the input once; False: a fresh process each
     warm_template: bool = False  # the template evaluates a first derivation before forking
+    # remote workers (`evix worker --listen`), beside the local ones (protocol/remotes.py):
+    remotes: tuple[Remote, ...] = ()
+    remote_token: str | None = field(default=None, repr=False)
+    remote_tls_ca: str | None = None  # a CA file: connect with TLS, verifying the service against it
+    remote_tls_fingerprint: str | None = None  # or TLS with the service's certificate pinned (SHA-256)
+    remote_stall_timeout: float = 30.0  # seconds a remote may stay silent mid-batch before it counts as gone
 
     @property
     def processes_per_run(self) -> int:
         """Worker processes a run starts itself: the one template it forks from, else one each."""
+        if self.workers == 0:
+            return 0
         return 1 if self.fork_workers else self.workers
 
     # ---- checking and resolving ------------------------------------------------------
@@ -99,8 +108,9 @@ class EvalConfig:
             raise ConfigError("--override-input only applies to --flake")
         if self.override_flakes and self.flake is None:
             raise ConfigError("--override-flake only applies to --flake")
-        if self.workers < 1:
-            raise ConfigError("--workers must be at least 1 (remote workers are not available yet)")
+        if self.workers < 0 or (self.workers == 0 and not self.remotes):
+            raise ConfigError("--workers must be at least 1 (0 only with --remote: evaluate on remote workers only)")
+        self._validate_remotes()
         if self.max_depth < 1:
             raise ConfigError("--max-depth must be at least 1")
         if self.max_memory_mb <= 0:
@@ -122,10 +132,27 @@ class EvalConfig:
                                   "silently cut the string there, so it is refused", field=where)
         return self
 
+    def _validate_remotes(self) -> None:
+        for remote in self.remotes:
+            try:
+                split_endpoint(remote.endpoint)
+            except EndpointError as e:
+                raise ConfigError(str(e), field="remotes") from None
+            if remote.connections < 1:
+                raise ConfigError(f"--remote {remote.endpoint}: the number of connections must be at least 1")
+        if self.remotes and (self.check_cache_status or self.constituents):
+            raise ConfigError("--check-cache-status and --constituents cannot be used with --remote (they read .drv "
+                              "files in this machine's store; remote workers write theirs to their own)")
+        if self.remote_tls_ca and self.remote_tls_fingerprint:
+            raise ConfigError("give --remote-tls-ca or --remote-tls-fingerprint, not both")
+        if self.remote_stall_timeout <= 0:
+            raise ConfigError("--remote-stall-timeout must be positive")
+
     def _texts(self) -> Iterator[tuple[str, str]]:
         """Every string of the config, with its JSON path."""
         for name in ("flake", "expr", "file", "nix_path", "base_dir", "gc_roots_dir", "select", "apply",
-                     "reference_lock_file", "eval_store"):
+                     "reference_lock_file", "eval_store", "remote_token", "remote_tls_ca",
+                     "remote_tls_fingerprint"):
             if getattr(self, name) is not None:
                 yield _camel(name), getattr(self, name)
         for i, a in enumerate(self.args):
@@ -151,6 +178,7 @@ class EvalConfig:
             override_inputs=tuple((n, absolute_flake_ref(r, cwd)) for n, r in self.override_inputs),
             override_flakes=tuple((o, absolute_flake_ref(r, cwd)) for o, r in self.override_flakes),
             gc_roots_dir=os.path.abspath(os.path.join(cwd, self.gc_roots_dir)) if self.gc_roots_dir else None,
+            remote_tls_ca=os.path.abspath(os.path.join(cwd, self.remote_tls_ca)) if self.remote_tls_ca else None,
             base_dir=self.base_dir or cwd,
         )
 
@@ -191,6 +219,7 @@ class EvalConfig:
         d["options"] = [list(p) for p in self.options]
         d["lookup_path"] = list(self.lookup_path)
         d["worker_command"] = list(self.worker_command) if self.worker_command else None
+        d["remotes"] = [r.to_json() for r in self.remotes]
         return {_camel(k): v for k, v in d.items()}
 
     @classmethod
@@ -222,13 +251,20 @@ def _decode_field(name: str, key: str, value: Any) -> Any:
         return cj.pairs(key, value, "original flake reference, resolved flake reference")
     if name == "options":
         return cj.pairs(key, value, "setting, value")
+    if name == "remotes":
+        if not isinstance(value, list):
+            raise cj.FieldError(key, "an array of remote objects", value)
+        try:
+            return tuple(remote_from_json(f"{key}[{i}]", r) for i, r in enumerate(value))
+        except EndpointError as e:
+            raise ConfigError(str(e), field=key) from None
     if name in ("lookup_path", "worker_command"):
         return cj.strings(key, value)
     if name in _BOOLS:
         return cj.boolean(key, value)
     if name in ("workers", "max_memory_mb", "max_depth"):
         return cj.integer(key, value)
-    if name == "item_timeout":
+    if name in ("item_timeout", "remote_stall_timeout"):
         return cj.number(key, value)
     return cj.string(key, value)
 

@@ -44,13 +44,13 @@ def header_size(first_word: bytes) -> int:
     return (4 + 4 * n + 7) & ~7
 
 
-def frame_size(header: bytes) -> int:
-    """Total frame length in bytes, given its whole segment table."""
+def frame_size(header: bytes, max_bytes: int = MAX_FRAME_BYTES) -> int:
+    """Total frame length in bytes, given its whole segment table; ProtocolError past `max_bytes`."""
     (segments_minus_one,) = struct.unpack_from("<I", header)
     sizes = struct.unpack_from(f"<{segments_minus_one + 1}I", header, 4)
     total = len(header) + 8 * sum(sizes)
-    if total > MAX_FRAME_BYTES:
-        raise ProtocolError(f"frame of {total} bytes exceeds the limit of {MAX_FRAME_BYTES}")
+    if total > max_bytes:
+        raise ProtocolError(f"frame of {total} bytes exceeds the limit of {max_bytes}")
     return total
 
 
@@ -61,12 +61,18 @@ class FrameParser:
     stream each only supply the bytes. ProtocolError as soon as a frame's header is implausible.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_bytes: int = MAX_FRAME_BYTES) -> None:
+        self.max_bytes = max_bytes
         self._buf = bytearray()
         self._size = 0  # length of the frame at the head of _buf, once its header is in (else 0)
 
     def feed(self, data: bytes) -> None:
         self._buf += data
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet cut into a frame (a truncated frame leaves some at EOF)."""
+        return len(self._buf)
 
     def next_frame(self) -> bytes | None:
         """The next complete frame, or None until more bytes are fed."""
@@ -77,7 +83,7 @@ class FrameParser:
             hsize = header_size(bytes(buf[:4]))
             if len(buf) < hsize:
                 return None
-            self._size = frame_size(bytes(buf[:hsize]))
+            self._size = frame_size(bytes(buf[:hsize]), self.max_bytes)
         if len(buf) < self._size:
             return None
         frame = bytes(buf[: self._size])
@@ -110,6 +116,7 @@ class Ready:
     protocol_version: int
     nix_version: str
     pid: int
+    store_dir: str = ""
 
 
 @dataclass(frozen=True)
@@ -159,6 +166,7 @@ def encode_response(msg: Response) -> bytes:
         b.protocolVersion = msg.protocol_version
         b.nixVersion = msg.nix_version
         b.pid = msg.pid
+        b.storeDir = msg.store_dir
     elif isinstance(msg, Result):
         b = m.init("result")
         b.batch = msg.batch
@@ -197,7 +205,7 @@ def decode_response(frame: bytes) -> Response:
             which = m.which()
             if which == "ready":
                 b = m.ready
-                return Ready(b.protocolVersion, b.nixVersion, b.pid)
+                return Ready(b.protocolVersion, b.nixVersion, b.pid, b.storeDir)
             if which == "result":
                 b = m.result
                 return Result(

@@ -97,3 +97,11 @@ def test_a_local_eval_master_loads_no_daemon_worker_or_nix_module(tmp_path):
     assert "evixd.engine.scheduler" in loaded
     assert not {m for m in loaded if m.split(".")[0] in ("evix_worker", "nixffi", "cffi", "_cffi_backend")}
     assert not {m for m in loaded if m.startswith("evixd.daemon")}
+
+
+def test_the_remote_worker_service_relays_and_loads_no_nix_itself():
+    """`evix worker --listen` starts evaluators as local workers; its own process, like a
+    master, never loads Nix, and its module is reached from the CLI only on `evix worker`."""
+    loaded = _modules_after("import evixd.remote_service.main, evixd.remote_service.relay")
+    assert not {m for m in loaded if m.split(".")[0] in ("evix_worker", "nixffi", "cffi", "_cffi_backend")}
+    assert not {m for m in loaded if m.startswith("evixd.daemon")}

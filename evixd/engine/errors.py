@@ -21,3 +21,11 @@ class WorkerStartError(EvixError):
 
 class SessionError(EvixError):
     """A session operation that cannot be done (no warm graph, stream already used...)."""
+
+
+class RemoteUnreachable(WorkerStartError):
+    """A remote worker service could not be reached, after every retry: its slot is retired
+    and the run goes on with the other workers."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, fatal=False)

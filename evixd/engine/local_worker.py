@@ -129,6 +129,7 @@ class LocalWorker(Worker):
         self._oom_kills_at_start: int | None = None  # taken at setup: the run's start
         self._outstanding = 0  # batches sent and not answered
         self._closed = False
+        self.ready: wire.Ready | None = None  # its answer to setup (Nix version, store dir)
         self.control: socket.socket | None = None  # a spawned process's control socket (templates use it)
         nursery.start_soon(self._forward_stderr)
 
@@ -169,6 +170,7 @@ class LocalWorker(Worker):
             raise WorkerStartError(reply.message, fatal=True)
         if not isinstance(reply, wire.Ready):
             raise WorkerStartError(f"worker answered setup with {type(reply).__name__}", fatal=False)
+        self.ready = reply
         log.debug("worker %d ready (Nix %s)", reply.pid, reply.nix_version)
 
     async def send_batch(self, batch: int, items: bytes) -> None:

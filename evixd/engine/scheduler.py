@@ -28,10 +28,10 @@ import trio
 from evixd.worker_launch import SpawnedWorker
 from protocol import wire
 from protocol.config import EvalConfig
-from protocol.events import error_event, format_attr
+from protocol.events import EventKind, error_event, event_kind, format_attr
 from protocol.rpc_results import summary_json
 
-from .errors import InputError, WorkerStartError
+from .errors import InputError, RemoteUnreachable, WorkerStartError
 from .local_worker import SpawnedWorkers
 from .pool import WorkerPool
 from .template import ForkedWorkers
@@ -92,10 +92,13 @@ class Scheduler:
         self.queue = WorkQueue()
         self.summary = Summary()
         self.progress = sys.stderr.isatty() if progress is None else progress
-        self._slots = config.workers
+        self._slots = config.workers + sum(r.connections for r in config.remotes)
+        self._live = 0  # slots that have not given up (a remote that stays unreachable retires its slot)
+        self._retired: list[str] = []
         self._unattributed: collections.Counter[Item] = collections.Counter()
         self._fatal: str | None = None
         self._cancel: trio.CancelScope | None = None
+        self._slots_scope: trio.CancelScope | None = None
 
     async def run(self) -> Summary:
         """Evaluates everything; raises InputError when the input cannot be loaded."""
@@ -106,16 +109,18 @@ class Scheduler:
                 self._cancel = nursery.cancel_scope
                 if self.progress:
                     nursery.start_soon(self._report_progress, started)
-                processes = SpawnedWorkers(self.config, nursery, spawned=self.spawned,
-                                           take=self.pool.acquire if self.pool is not None else None)
-                source = ForkedWorkers(self.config, nursery, processes)
+                sources = self._sources(nursery)
                 try:
                     async with trio.open_nursery() as slots:
-                        for _ in range(self._slots):
+                        self._slots_scope = slots.cancel_scope
+                        for source in sources:
+                            self.queue.routes.register(source.systems)
+                            self._live += 1
                             slots.start_soon(self._slot, source)
                 finally:
                     with trio.CancelScope(shield=True):
-                        await source.aclose()
+                        for source in dict.fromkeys(sources):
+                            await source.aclose()
                 nursery.cancel_scope.cancel()  # stops the progress line and stderr forwarders
         finally:
             self.summary.seconds = time.monotonic() - started
@@ -125,6 +130,40 @@ class Scheduler:
         if self._fatal is not None:
             raise InputError(self._fatal)
         return self.summary
+
+    def _sources(self, nursery: trio.Nursery) -> list[Any]:
+        """One per slot: the local workers' shared source (workers times), then each remote connection."""
+        sources: list[Any] = []
+        if self.config.workers:
+            processes = SpawnedWorkers(self.config, nursery, spawned=self.spawned,
+                                       take=self.pool.acquire if self.pool is not None else None)
+            sources += [ForkedWorkers(self.config, nursery, processes)] * self.config.workers
+        if not self.config.remotes:
+            return sources
+        from .remote_sources import RemoteInput  # ssl, tarfile...: only runs with remotes load them
+        from .remote_worker import RemoteConnection
+
+        inputs = RemoteInput(self.config)
+        for remote in self.config.remotes:
+            sources += [RemoteConnection(remote, i, self.config, inputs) for i in range(remote.connections)]
+        return sources
+
+    def _retire(self, source: WorkerSource, why: str) -> None:
+        """A slot whose worker cannot come back: the run goes on with the others, or fails
+        when no worker is left (or none left owns a system some derivation needs)."""
+        self._live -= 1
+        self._retired.append(why)
+        log.warning("%s; going on without it", why)
+        stuck = self.queue.retire(source.systems)
+        if self._live == 0 and not self.queue.done():
+            self._fail("no worker left to evaluate on: " + "; ".join(self._retired))
+        elif stuck is not None:
+            (path, name), system = stuck
+            self._no_owner(path + (name,) if name is not None else path, system)
+
+    def _no_owner(self, attr_path: tuple[str, ...], system: str) -> None:
+        gone = f" (gone: {'; '.join(self._retired)})" if self._retired else ""
+        self._fail(f"no worker accepted derivation at {format_attr(attr_path)} for system {system}{gone}")
 
     def _fail(self, message: str) -> None:
         if self._fatal is None:
@@ -144,11 +183,17 @@ class Scheduler:
                 async with source.open(fresh=alone) as worker:
                     start_failures = 0
                     await self._feed(worker, alone)
+            except RemoteUnreachable as e:
+                self._retire(source, str(e))
+                return
             except WorkerStartError as e:
                 start_failures += 1
                 if e.fatal or start_failures >= MAX_START_FAILURES:
                     self._fail(str(e))
                     return
+        # All done, so no batch is out: slots still reconnecting to a remote need not go on.
+        assert self._slots_scope is not None
+        self._slots_scope.cancel()
 
     async def _feed(self, worker: Worker, fresh: bool) -> None:
         """Keeps up to PIPELINE batches queued on `worker`, so it never waits for the master,
@@ -167,7 +212,7 @@ class Scheduler:
                 if not pipeline:
                     return
                 result = await worker.receive_result(pipeline.head.id)
-                waiting = self._accept(result, pipeline.head)
+                waiting = self._accept(result, pipeline.head, worker)
                 pipeline.finish()
                 if waiting is not None:
                     await waiting
@@ -183,7 +228,8 @@ class Scheduler:
         """Sends batches until PIPELINE are queued; waits for work only when none is queued.
         True when this worker should take no more (an item waits for a fresh worker)."""
         while len(pipeline) < PIPELINE:
-            batch = self.queue.take_nowait(self._slots) if pipeline else await self.queue.take(self._slots)
+            batch = (self.queue.take_nowait(self._slots, worker.systems) if pipeline
+                     else await self.queue.take(self._slots, worker.systems))
             if batch is None:
                 return bool(self.queue.alone)
             await self._send(worker, pipeline, batch)
@@ -194,13 +240,14 @@ class Scheduler:
         self.summary.batches += 1
         await worker.send_batch(batch.id, batch.encode())
 
-    def _accept(self, result: wire.Result, batch: Batch) -> Awaitable[None] | None:
+    def _accept(self, result: wire.Result, batch: Batch, worker: Worker) -> Awaitable[None] | None:
         """Takes a batch's answer: events to the sink, new sets and unstarted items to the
         queue. Returns what the sink asks to wait for, if anything."""
         s = self.summary
         s.derivations += result.derivations
         s.errors += result.errors
-        waiting = self.sink(result.events) if result.events else None
+        events = self._route(result.events, worker) if result.events and self.queue.routes.active else result.events
+        waiting = self.sink(events) if events else None
         if result.expansions != b"[]":
             for path, names in orjson.loads(result.expansions):
                 s.attrsets += 1
@@ -214,6 +261,23 @@ class Scheduler:
             for path, name in rest:  # the worker stopped early: requeue the rest
                 self.queue.put_item(path, name)
         return waiting
+
+    def _route(self, events: bytes, worker: Worker) -> bytes:
+        """Derivations of systems `worker` does not own are taken out and requeued for their
+        owners; the others teach the queue which system a set's children are of."""
+        kept = []
+        for line in events.split(b"\n"):
+            if b'"drvPath":' in line and event_kind(event := orjson.loads(line)) is EventKind.DERIVATION:
+                path, system = tuple(event["attrPath"]), event.get("system", "")
+                self.queue.learn(path[:-1], system)
+                if worker.systems is not None and system not in worker.systems:
+                    self.summary.derivations -= 1
+                    log.debug("%s rejects %s (%s)", worker.name, event["attr"], system)
+                    if not self.queue.reject(path[:-1], path[-1], system):
+                        self._no_owner(path, system)
+                    continue
+            kept.append(line)
+        return b"\n".join(kept)
 
     def _after_death(self, worker: Worker, pipeline: Pipeline, died: WorkerDied) -> None:
         """The item in flight gets an error event saying why the worker died (or, when it

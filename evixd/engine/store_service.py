@@ -1,6 +1,7 @@
 """The master's side of evix_worker.store_service: a Nix process for store questions (path
-validity, substituter settings, writing rewritten aggregates), started only by runs that
-need one (--check-cache-status, --constituents). One request at a time, JSON lines."""
+validity, substituter settings, writing rewritten aggregates, locking a flake reference),
+started only by runs that need one (--check-cache-status, --constituents, a remote flake
+reference evaluated on remote workers). One request at a time, JSON lines."""
 
 from __future__ import annotations
 
@@ -82,3 +83,7 @@ class StoreService:
         """{"drvPath", "outputs"} of the aggregate rewritten to depend on `children`, or
         {"skipped": why} / {"error": message}."""
         return await self._ask({"rewrite": drv_path, "children": children, "gcRootsDir": gc_roots_dir})
+
+    async def lock(self, ref: str) -> str | None:
+        """`ref` locked (narHash, rev) as Nix fetches it now; None when it cannot be locked."""
+        return (await self._ask({"lock": ref}))["locked"]

@@ -5,6 +5,10 @@ Work is a queue of chunks `(parent path, child names)`; names None means the pat
 so per-item round trips disappear). A batch taken is leased: the run is done only when
 the queue is empty and every lease has been given back (`release`), so a slot that is
 still evaluating can add work and nobody stops early.
+
+With workers that own only some systems (remote ones), work is routed (`routing.py` keeps the
+rules): a derivation a worker rejected goes to the lane of its system, where only workers that
+own it take work, and so do the children of a set whose derivations were all of one system.
 """
 
 from __future__ import annotations
@@ -16,11 +20,9 @@ from dataclasses import dataclass, field
 import orjson
 import trio
 
-MAX_BATCH = 256
+from .routing import PROBE, Chunk, Item, Path, Routes, Systems
 
-Path = tuple[str, ...]
-Chunk = tuple[Path, list[str] | None]
-Item = tuple[Path, str | None]
+MAX_BATCH = 256
 
 
 @dataclass(eq=False)
@@ -50,13 +52,61 @@ class WorkQueue:
     leased: int = 0  # batches taken and not released
     alone: collections.deque[Item] = field(default_factory=collections.deque)
     """Items to retry alone, each in a fresh worker (their worker passed its memory limit)."""
+    routes: Routes = field(default_factory=Routes)
     _lot: trio.lowlevel.ParkingLot = field(default_factory=trio.lowlevel.ParkingLot)
     _ids: itertools.count = field(default_factory=lambda: itertools.count(1))
 
     def put(self, path: Path, names: list[str] | None) -> None:
-        self.chunks.append((path, names))
-        self.items += 1 if names is None else len(names)
+        if self.routes.active:
+            for lane, lane_names in self.routes.split(path, names):
+                self._append(self.routes.lanes[lane] if lane is not None else self.chunks, path, lane_names)
+        else:
+            self._append(self.chunks, path, names)
         self._lot.unpark_all()
+
+    def _append(self, lane: collections.deque[Chunk], path: Path, names: list[str] | None) -> None:
+        lane.append((path, names))
+        self.items += 1 if names is None else len(names)
+
+    def reject(self, path: Path, name: str, system: str) -> bool:
+        """A derivation its worker does not own: queued for the workers that own `system`.
+        False when no live worker owns it (the run cannot complete)."""
+        self.routes.known[(path, name)] = system
+        self.put(path, [name])
+        return self.routes.owned(system)
+
+    def learn(self, parent: Path, system: str) -> None:
+        """A derivation of `system` under `parent`: its siblings still queued (and the
+        children of its sibling sets) go to the workers owning `system` up front."""
+        if self.routes.learn(parent, system):
+            self._reroute()
+
+    def _reroute(self) -> None:
+        general, self.chunks = self.chunks, collections.deque()
+        self.items -= sum(1 if names is None else len(names) for _, names in general)
+        for path, names in general:
+            for lane, lane_names in self.routes.split(path, names):
+                self._append(self.routes.lanes[lane] if lane is not None else self.chunks, path, lane_names)
+        self._lot.unpark_all()
+
+    def retire(self, systems: Systems) -> tuple[Item, str] | None:
+        """A worker slot that is gone for good; returns a derivation now owned by no live
+        worker (the run cannot complete), else None. Routed work only hinted to an
+        unowned system goes back to every worker."""
+        self.routes.unregister(systems)
+        for system in list(self.routes.lanes):
+            if self.routes.owned(system):
+                continue
+            lane = self.routes.lanes.pop(system)
+            for path, names in lane:
+                for name in [None] if names is None else names:
+                    if self.routes.known.get((path, name)) == system:
+                        return (path, name), system
+            self.items -= sum(1 if names is None else len(names) for _, names in lane)
+            for path, names in lane:
+                self._append(self.chunks, path, names)
+        self._lot.unpark_all()
+        return None
 
     def put_item(self, path: Path, name: str | None) -> None:
         self.put(path, None if name is None else [name])
@@ -66,16 +116,24 @@ class WorkQueue:
         self._lot.unpark_all()
 
     def done(self) -> bool:
-        return not self.chunks and not self.alone and self.leased == 0
+        return not self.chunks and not self.alone and self.leased == 0 and not any(self.routes.lanes.values())
 
-    async def take(self, slots: int) -> Batch | None:
-        """The next batch (leased until `release`); None when all work is done, or when an
-        item waits to be retried alone (the caller's worker should then make way for a fresh one)."""
-        while not self.chunks:
-            if self.leased == 0 or self.alone:
+    async def take(self, slots: int, systems: Systems = None) -> Batch | None:
+        """The next batch for a worker owning `systems` (leased until `release`); None when
+        all work is done, or when an item waits to be retried alone (the caller's worker
+        should then make way for a fresh one)."""
+        while not any(self._eligible(systems)):
+            if self.done() or self.alone:
                 return None
             await self._lot.park()
-        return self.take_nowait(slots)
+        return self.take_nowait(slots, systems)
+
+    def _eligible(self, systems: Systems) -> list[collections.deque[Chunk]]:
+        """The lanes a worker owning `systems` takes from, in the order it prefers them."""
+        lanes = self.routes.lanes
+        if systems is None:
+            return [self.chunks, *lanes.values()]
+        return [*(lanes[s] for s in sorted(systems) if s in lanes), self.chunks]
 
     def take_alone(self) -> Batch | None:
         """A batch of one item to retry alone, if one waits (leased until `release`)."""
@@ -85,25 +143,32 @@ class WorkQueue:
         self.leased += 1
         return Batch(next(self._ids), [(path, None if name is None else [name])], alone=True)
 
-    def take_nowait(self, slots: int) -> Batch | None:
-        """The next batch if there is work queued now, else None."""
-        if not self.chunks:
+    def take_nowait(self, slots: int, systems: Systems = None) -> Batch | None:
+        """The next batch for a worker owning `systems` if there is work for it now, else None."""
+        lanes = [lane for lane in self._eligible(systems) if lane]
+        if not lanes:
             return None
         target = max(1, min(MAX_BATCH, self.items // (2 * slots)))
         chunks: list[Chunk] = []
         taken = 0
-        while self.chunks and taken < target:
-            path, names = self.chunks.popleft()
-            if names is None:
-                chunks.append((path, None))
-                taken += 1
-                continue
-            room = target - taken
-            if len(names) > room:
-                self.chunks.appendleft((path, names[room:]))
-                names = names[:room]
-            chunks.append((path, names))
-            taken += len(names)
+        for lane in lanes:
+            probed: list[Chunk] = []  # the rest of chunks of unknown system: not again in this batch
+            while lane and taken < target:
+                path, names = lane.popleft()
+                if names is None:
+                    chunks.append((path, None))
+                    taken += 1
+                    continue
+                room = target - taken
+                probing = lane is self.chunks and self.routes.active and self.routes.unknown(path)
+                if probing:
+                    room = min(room, PROBE)
+                if len(names) > room:
+                    (probed.append if probing else lane.appendleft)((path, names[room:]))
+                    names = names[:room]
+                chunks.append((path, names))
+                taken += len(names)
+            lane.extendleft(reversed(probed))
         self.items -= taken
         self.leased += 1
         return Batch(next(self._ids), chunks)

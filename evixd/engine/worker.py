@@ -3,8 +3,8 @@
 A worker is opened as an async context manager (`WorkerSource.open`): entering it starts
 the worker and sends it the config, leaving it always reaps it, however the block ends.
 In between the scheduler sends batches and receives their results in order. A local
-worker is a subprocess (`local_worker.py`); a remote one will be a connection to
-`evix worker --listen`, which is why a worker may own only some systems.
+worker is a subprocess (`local_worker.py`); a remote one is a connection to
+`evix worker --listen` (`remote_worker.py`), which is why a worker may own only some systems.
 
 A worker that ends during a batch, or sends something that is not a valid answer, raises
 `WorkerDied`; `in_flight` then tells which item of the batch it was evaluating.
@@ -57,6 +57,9 @@ class Worker(abc.ABC):
 
 class WorkerSource(abc.ABC):
     """Where a scheduler slot gets its workers from: one `open()` per worker life."""
+
+    systems: frozenset[str] | None = None
+    """The systems its workers own; None: any."""
 
     @abc.abstractmethod
     def open(self, *, fresh: bool = False) -> AbstractAsyncContextManager[Worker]:

@@ -42,6 +42,7 @@ struct Ready {
   protocolVersion @0 :UInt32;
   nixVersion @1 :Text;
   pid @2 :UInt32;
+  storeDir @3 :Text;          # the worker's Nix store directory (a remote checks the master's against it)
 }
 
 struct Result {
@@ -55,4 +56,53 @@ struct Result {
   peakRssKib @7 :UInt64;
   outOfMemory @8 :Text;       # non-empty: the item at `done` passed the GC heap cap (Nix's message),
                               # not evaluated to an event; the master retries it alone
+}
+
+# ---- remote workers: a master and `evix worker --listen`, over TCP (optionally TLS) -----
+# Master -> service: hello, then work* (pipelined), reset (a new evaluator on the same
+# connection: after a death or a recycle), shutdown. Service -> master: ready or refused
+# after hello; one result or died per work; alive every second (a silent service has stalled).
+
+struct RemoteRequest {
+  union {
+    hello @0 :Hello;
+    work @1 :Work;
+    reset @2 :Bool;           # fresh: an evaluator that has evaluated nothing before
+    shutdown @3 :Void;
+    source @4 :SourceChunk;   # a shipped input tree, in chunks, after `needSource`
+  }
+}
+
+struct Hello {
+  protocolVersion @0 :UInt32;
+  token @1 :Text;
+  storeDir @2 :Text;          # the master's store dir: drvPaths mean the same only if equal
+  config @3 :Data;            # protocol.config.EvalConfig as JSON, without what is the master's own
+  sourceHash @4 :Text;        # non-empty: the config's input is a shipped tree of this hash
+  sourceName @5 :Text;        # its directory name, kept on the remote (store paths keep it)
+}
+
+struct SourceChunk {
+  data @0 :Data;              # a piece of an uncompressed tar of the tree
+  last @1 :Bool;
+}
+
+struct RemoteResponse {
+  union {
+    ready @0 :Ready;
+    refused @1 :Text;         # why the service will not serve this master (the connection then closes)
+    result @2 :Result;
+    died @3 :Died;
+    alive @4 :Void;
+    needSource @5 :Void;      # the service has no tree of hello.sourceHash: send it
+    fatal @6 :Text;           # the input cannot be loaded there
+  }
+}
+
+struct Died {
+  batch @0 :UInt64;
+  inFlight @1 :Int64;         # index of the item it was on; -1: unknown
+  reason @2 :Text;
+  memory @3 :Bool;
+  innocent @4 :Bool;
 }
