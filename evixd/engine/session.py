@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from evixd.worker_launch import SpawnedWorker
 from protocol.config import EvalConfig
 from protocol.events import Derivation
 from protocol.query import Filter
@@ -89,12 +90,15 @@ class Session:
         """The estimated size of the warm graph as indexed (0 without an index)."""
         return self.index.memory_bytes if self.index is not None else 0
 
-    async def evaluate(self, sink: EventSink | None = None, *, progress: bool | None = False) -> Summary:
-        """Runs one evaluation; every NDJSON chunk goes to `sink`; the result becomes the warm graph."""
-        return await self._evaluate(sink, None, progress)
+    async def evaluate(self, sink: EventSink | None = None, *, progress: bool | None = False,
+                       spawned: list[SpawnedWorker] | None = None) -> Summary:
+        """Runs one evaluation; every NDJSON chunk goes to `sink`; the result becomes the warm
+        graph. `spawned`: processes started ahead for it (evixd.worker_launch.spawn_ahead)."""
+        return await self._evaluate(sink, None, progress, spawned)
 
     async def _evaluate(
-        self, sink: EventSink | None, decoded: Callable[[Decoded], None] | None, progress: bool | None
+        self, sink: EventSink | None, decoded: Callable[[Decoded], None] | None, progress: bool | None,
+        spawned: list[SpawnedWorker] | None = None,
     ) -> Summary:
         """`evaluate`, also handing each chunk's events, as the graph decoded them, to `decoded`."""
         graph = Graph()
@@ -107,7 +111,8 @@ class Session:
             return waiting
 
         try:
-            summary = await run_evaluation(self.run_config(), collect, progress=progress, pool=self.pool)
+            summary = await run_evaluation(self.run_config(), collect, progress=progress, pool=self.pool,
+                                           spawned=spawned)
         finally:
             self.last_eval_end = time.monotonic()
         # Built in a thread so that the host keeps answering (queries of the old graph
@@ -151,11 +156,12 @@ class Session:
         assert self.graph is not None
         return diff_graphs(old, self.graph)
 
-    def watch(self, extra: tuple[str, ...] = (), initial_sink: EventSink | None = None
+    def watch(self, extra: tuple[str, ...] = (), initial_sink: EventSink | None = None,
+              spawned: list[SpawnedWorker] | None = None,
               ) -> contextlib.AbstractAsyncContextManager[trio.MemoryReceiveChannel[WatchUpdate]]:
-        """Evaluates (events to `initial_sink`), then re-evaluates after every change of the
+        """Evaluates (events to `initial_sink`, with the `spawned` processes), then re-evaluates after every change of the
         input's files (and of the `extra` paths), yielding a WatchUpdate (its `diff` as
         diff_once's) per change; see watch.py. WatchError when nothing can be watched."""
         from .watch import watch_session
 
-        return watch_session(self, extra, initial_sink)
+        return watch_session(self, extra, initial_sink, spawned)

@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 import trio
 
+from evixd.worker_launch import SpawnedWorker
 from protocol.rpc_results import Diff, DiffError
 
 from .errors import EvixError
@@ -116,12 +117,13 @@ async def run_watch(roots: list[Root], initial: Callable[[], Awaitable[object]],
         watcher.close()
 
 
-async def evaluate_change(session: Session, sink: EventSink | None = None) -> WatchUpdate:
+async def evaluate_change(session: Session, sink: EventSink | None = None,
+                          spawned: list[SpawnedWorker] | None = None) -> WatchUpdate:
     """Re-evaluates `session` and compares with its warm graph (empty before the first good
     evaluation); an input that fails to load leaves the graph as it was."""
     old = session.graph or Graph()
     try:
-        summary = await session.evaluate(sink)
+        summary = await session.evaluate(sink, spawned=spawned)
     except EvixError as e:
         log.warning("%s", e)
         return WatchUpdate(failure_diff(e), None)
@@ -131,8 +133,8 @@ async def evaluate_change(session: Session, sink: EventSink | None = None) -> Wa
 
 @contextlib.asynccontextmanager
 async def watch_session(session: Session, extra: tuple[str, ...] = (), initial_sink: EventSink | None = None,
-                        *, debounce: float = DEBOUNCE) -> AsyncIterator[trio.MemoryReceiveChannel[WatchUpdate]]:
-    """Evaluates `session` (its events to `initial_sink`), then yields a WatchUpdate after
+                        spawned: list[SpawnedWorker] | None = None, *, debounce: float = DEBOUNCE) -> AsyncIterator[trio.MemoryReceiveChannel[WatchUpdate]]:
+    """Evaluates `session` (its events to `initial_sink`, its first processes `spawned`), then yields a WatchUpdate after
     every change, for as long as the block lasts. A failed first evaluation is an update
     too. WatchError (before anything runs) when the input has nothing on disk to watch."""
     roots = watch_roots(session.config, extra)
@@ -146,7 +148,7 @@ async def watch_session(session: Session, extra: tuple[str, ...] = (), initial_s
 
     async def evaluate(sink: EventSink | None, first: bool) -> None:
         pool.resize(0)  # no spare starting up while this evaluation needs the CPU
-        update = await evaluate_change(session, sink)
+        update = await evaluate_change(session, sink, spawned if first else None)
         pool.resize(session.config.processes_per_run)  # a spare for the next change
         if not first or update.summary is None:  # the first good evaluation is no change
             send.send_nowait(update)

@@ -1,0 +1,112 @@
+"""`evix watch`: evaluate a local file or flake, then print one diff per change of its files.
+
+stdout: the first evaluation's events, exactly as `evix eval` prints them, then one JSON
+object per line for each change, as `evix diff` prints it (`added`, `removed`, `changed`,
+`errors`). An input that stops loading (a syntax error, a deleted file) is a line whose
+`errors` say why; the watch goes on and the next good state is compared with the last good
+one.
+
+Through the daemon when one answers (its `watch` method: one watcher and one evaluation per
+config, however many watch it; `evix query` then answers from the latest state), else in
+this process, as `evix eval --no-daemon` runs. Ctrl-C ends it with 130, workers stopped.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from typing import Any
+
+import orjson
+
+from protocol import rpc
+from protocol.config import EvalConfig
+
+from .stdout import Stdout
+
+log = logging.getLogger("evix")
+
+WATCH_DIFF_METHOD = "watchDiff"  # the daemon's notification of one change (docs/protocol.md)
+
+
+def run_watch(config: EvalConfig, extra: tuple[str, ...], socket: str, no_daemon: bool) -> int:
+    """Watches `config` (plus the `extra` paths) until stopped; returns the exit status."""
+    if not no_daemon:
+        code = try_daemon_watch(config, extra, socket)
+        if code is not None:
+            return code
+    from .local import run_local_eval
+
+    return run_local_eval(config, evaluate=functools.partial(_watch_locally, extra))
+
+
+def diff_line(diff: dict[str, Any]) -> bytes:
+    """One change as printed: what `evix diff` prints."""
+    return orjson.dumps({k: diff[k] for k in ("added", "removed", "changed", "errors")}) + b"\n"
+
+
+async def _watch_locally(extra: tuple[str, ...], config: EvalConfig, sink: Stdout, spawned: list[Any]) -> int:
+    from evixd.engine import EvixError, Session
+
+    def initial(data: bytes) -> None:
+        sink.write(data)
+        sink.flush()
+
+    try:
+        async with Session(config).watch(extra, initial, spawned) as updates:
+            log.info("watching %s for changes (Ctrl-C to stop)", config.describe())
+            async for update in updates:
+                sink.write(diff_line(update.diff.to_json()))
+                sink.flush()
+    except EvixError as e:
+        sink.flush()
+        print(f"evix: error: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def try_daemon_watch(config: EvalConfig, extra: tuple[str, ...], path: str, out: Stdout | None = None) -> int | None:
+    """Watches through the daemon on `path` until stopped; None when no daemon takes it (then
+    watch locally)."""
+    from .daemon_client import DaemonClient, DaemonError, DaemonUnavailable, ForeignDaemonError
+    from .daemon_commands import _eval_stopped, fail
+    from .stdout import ReaderWatch, StdoutClosed
+
+    sink = out or Stdout()
+    try:
+        client = DaemonClient.connect(path)
+    except ForeignDaemonError as e:
+        return fail(str(e))
+    except DaemonError as e:
+        log.log(logging.INFO if isinstance(e, DaemonUnavailable) else logging.WARNING, "%s: watching locally", e)
+        return None
+    printed = False
+
+    def events(ndjson: str) -> None:
+        nonlocal printed
+        printed = True
+        sink.write(ndjson.encode())
+        sink.flush()
+
+    def notified(method: str, params: dict[str, Any]) -> None:
+        nonlocal printed
+        if method == WATCH_DIFF_METHOD and isinstance(params.get("diff"), dict):
+            printed = True
+            sink.write(diff_line(params["diff"]))
+            sink.flush()
+
+    params = {"config": config.to_json(), "watch": list(extra), "protocolVersion": rpc.PROTOCOL_VERSION}
+    with client:
+        reader = ReaderWatch(client.abort)
+        try:
+            client.call("watch", params, on_events=events, on_notification=notified)
+        except (rpc.RpcError, DaemonError) as e:
+            if reader.gone:
+                raise StdoutClosed("stdout was closed") from None
+            sink.flush()
+            if isinstance(e, rpc.MethodNotFoundError) and not printed:
+                log.warning("the daemon on %s has no `watch` (restart it after upgrading): watching locally", path)
+                return None
+            return _eval_stopped(e, path, printed)
+    return 0
