@@ -27,8 +27,6 @@ from .stdout import Stdout
 
 log = logging.getLogger("evix")
 
-WATCH_DIFF_METHOD = "watchDiff"  # the daemon's notification of one change (docs/protocol.md)
-
 
 def run_watch(config: EvalConfig, extra: tuple[str, ...], socket: str, no_daemon: bool) -> int:
     """Watches `config` (plus the `extra` paths) until stopped; returns the exit status."""
@@ -91,12 +89,12 @@ def try_daemon_watch(config: EvalConfig, extra: tuple[str, ...], path: str, out:
 
     def notified(method: str, params: dict[str, Any]) -> None:
         nonlocal printed
-        if method == WATCH_DIFF_METHOD and isinstance(params.get("diff"), dict):
+        if method == rpc.WATCH_DIFF_METHOD and isinstance(params.get("diff"), dict):
             printed = True
             sink.write(diff_line(params["diff"]))
             sink.flush()
 
-    params = {"config": config.to_json(), "watch": list(extra), "protocolVersion": rpc.PROTOCOL_VERSION}
+    params = rpc.WatchParams(config, extra, rpc.PROTOCOL_VERSION).to_json()
     with client:
         reader = ReaderWatch(client.abort)
         try:

@@ -20,6 +20,7 @@ from .query import Filter
 
 PROTOCOL_VERSION = 1
 EVENTS_METHOD = "events"
+WATCH_DIFF_METHOD = "watchDiff"  # one change of a `watch`: its diff
 NO_ID: Any = object()  # a request without "id" (a notification): never answered
 
 
@@ -221,6 +222,26 @@ class DiffParams(EvalParams):
 
 
 @dataclass(frozen=True)
+class WatchParams:
+    """`watch` takes what `eval` takes, and `watch`: more absolute paths to watch."""
+
+    config: EvalConfig
+    watch: tuple[str, ...] = ()
+    protocol_version: int | None = None
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> WatchParams:
+        paths = d.get("watch") or []
+        if not isinstance(paths, list) or not all(isinstance(p, str) and p.startswith("/") and "\0" not in p
+                                                  for p in paths):
+            raise InvalidParamsError("watch must be an array of absolute paths", {"field": "watch"})
+        return cls(_config(_required(d, "config")), tuple(paths), _version(d.get("protocolVersion")))
+
+    def to_json(self) -> dict[str, Any]:
+        return _with_version({"config": self.config.to_json(), "watch": list(self.watch)}, self.protocol_version)
+
+
+@dataclass(frozen=True)
 class DropParams:
     key: str
 
@@ -248,12 +269,13 @@ class NoParams:
         return {}
 
 
-Params = EvalParams | QueryParams | DiffParams | DropParams | NoParams
+Params = EvalParams | QueryParams | DiffParams | WatchParams | DropParams | NoParams
 
 METHODS: dict[str, type[Params]] = {  # type: ignore[assignment]
     "eval": EvalParams,
     "query": QueryParams,
     "diff": DiffParams,
+    "watch": WatchParams,
     "sessions": NoParams,
     "drop": DropParams,
     "status": NoParams,
@@ -264,6 +286,7 @@ _WIRE_NAMES: dict[type, tuple[str, ...]] = {
     EvalParams: ("config", "protocolVersion"),
     QueryParams: ("config", "filter", "format", "protocolVersion"),
     DiffParams: ("config", "protocolVersion"),
+    WatchParams: ("config", "watch", "protocolVersion"),
     DropParams: ("key",),
     NoParams: (),
 }
@@ -374,3 +397,10 @@ def events_notification(rid: Any, ndjson: bytes) -> bytes:
     """The `events` notification for a chunk of whole NDJSON lines of request `rid`."""
     text = ndjson.decode("utf-8", "replace")
     return orjson.dumps({"jsonrpc": "2.0", "method": EVENTS_METHOD, "params": {"id": rid, "ndjson": text}})
+
+
+def watch_diff_notification(rid: Any, diff: dict[str, Any], summary: dict[str, Any] | None, session: str) -> bytes:
+    """The `watchDiff` notification of request `rid`: one change's diff (`summary` null when
+    the input could not load) and the session key."""
+    return orjson.dumps({"jsonrpc": "2.0", "method": WATCH_DIFF_METHOD,
+                         "params": {"id": rid, "diff": diff, "summary": summary, "session": session}})
