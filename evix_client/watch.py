@@ -28,15 +28,17 @@ from .stdout import Stdout
 log = logging.getLogger("evix")
 
 
-def run_watch(config: EvalConfig, extra: tuple[str, ...], socket: str, no_daemon: bool) -> int:
-    """Watches `config` (plus the `extra` paths) until stopped; returns the exit status."""
+def run_watch(config: EvalConfig, extra: tuple[str, ...], socket: str, no_daemon: bool,
+              debounce: float | None = None) -> int:
+    """Watches `config` (plus the `extra` paths) until stopped; returns the exit status.
+    `debounce`: the quiet time that ends a burst (None: the engine's default)."""
     if not no_daemon:
-        code = try_daemon_watch(config, extra, socket)
+        code = try_daemon_watch(config, extra, socket, debounce)
         if code is not None:
             return code
     from .local import run_local_eval
 
-    return run_local_eval(config, evaluate=functools.partial(_watch_locally, extra))
+    return run_local_eval(config, evaluate=functools.partial(_watch_locally, extra, debounce))
 
 
 def diff_line(diff: dict[str, Any]) -> bytes:
@@ -44,15 +46,17 @@ def diff_line(diff: dict[str, Any]) -> bytes:
     return orjson.dumps({k: diff[k] for k in ("added", "removed", "changed", "errors")}) + b"\n"
 
 
-async def _watch_locally(extra: tuple[str, ...], config: EvalConfig, sink: Stdout, spawned: list[Any]) -> int:
+async def _watch_locally(extra: tuple[str, ...], debounce: float | None, config: EvalConfig, sink: Stdout,
+                         spawned: list[Any]) -> int:
     from evixd.engine import EvixError, Session
+    from evixd.engine.watch import DEBOUNCE
 
     def initial(data: bytes) -> None:
         sink.write(data)
         sink.flush()
 
     try:
-        async with Session(config).watch(extra, initial, spawned) as updates:
+        async with Session(config).watch(extra, initial, spawned, debounce=debounce or DEBOUNCE) as updates:
             log.info("watching %s for changes (Ctrl-C to stop)", config.describe())
             async for update in updates:
                 sink.write(diff_line(update.diff.to_json()))
@@ -64,7 +68,8 @@ async def _watch_locally(extra: tuple[str, ...], config: EvalConfig, sink: Stdou
     return 0
 
 
-def try_daemon_watch(config: EvalConfig, extra: tuple[str, ...], path: str, out: Stdout | None = None) -> int | None:
+def try_daemon_watch(config: EvalConfig, extra: tuple[str, ...], path: str, debounce: float | None = None,
+                     out: Stdout | None = None) -> int | None:
     """Watches through the daemon on `path` until stopped; None when no daemon takes it (then
     watch locally)."""
     from .daemon_client import DaemonClient, DaemonError, DaemonUnavailable, ForeignDaemonError
@@ -94,7 +99,7 @@ def try_daemon_watch(config: EvalConfig, extra: tuple[str, ...], path: str, out:
             sink.write(diff_line(params["diff"]))
             sink.flush()
 
-    params = rpc.WatchParams(config, extra, rpc.PROTOCOL_VERSION).to_json()
+    params = rpc.WatchParams(config, extra, debounce, rpc.PROTOCOL_VERSION).to_json()
     with client:
         reader = ReaderWatch(client.abort)
         try:

@@ -223,10 +223,12 @@ class DiffParams(EvalParams):
 
 @dataclass(frozen=True)
 class WatchParams:
-    """`watch` takes what `eval` takes, and `watch`: more absolute paths to watch."""
+    """`watch` takes what `eval` takes, `watch` (more absolute paths to watch) and `debounce`
+    (seconds of quiet that end a burst of changes; null: the daemon's default)."""
 
     config: EvalConfig
     watch: tuple[str, ...] = ()
+    debounce: float | None = None
     protocol_version: int | None = None
 
     @classmethod
@@ -235,10 +237,15 @@ class WatchParams:
         if not isinstance(paths, list) or not all(isinstance(p, str) and p.startswith("/") and "\0" not in p
                                                   for p in paths):
             raise InvalidParamsError("watch must be an array of absolute paths", {"field": "watch"})
-        return cls(_config(_required(d, "config")), tuple(paths), _version(d.get("protocolVersion")))
+        debounce = d.get("debounce")
+        if debounce is not None and (isinstance(debounce, bool) or not isinstance(debounce, (int, float))
+                                     or not 0 < debounce <= 60):
+            raise InvalidParamsError("debounce must be a number of seconds in (0, 60]", {"field": "debounce"})
+        return cls(_config(_required(d, "config")), tuple(paths), debounce, _version(d.get("protocolVersion")))
 
     def to_json(self) -> dict[str, Any]:
-        return _with_version({"config": self.config.to_json(), "watch": list(self.watch)}, self.protocol_version)
+        out = {"config": self.config.to_json(), "watch": list(self.watch), "debounce": self.debounce}
+        return _with_version(out, self.protocol_version)
 
 
 @dataclass(frozen=True)
@@ -286,7 +293,7 @@ _WIRE_NAMES: dict[type, tuple[str, ...]] = {
     EvalParams: ("config", "protocolVersion"),
     QueryParams: ("config", "filter", "format", "protocolVersion"),
     DiffParams: ("config", "protocolVersion"),
-    WatchParams: ("config", "watch", "protocolVersion"),
+    WatchParams: ("config", "watch", "debounce", "protocolVersion"),
     DropParams: ("key",),
     NoParams: (),
 }

@@ -149,7 +149,7 @@ class Handlers:
         if ctx.is_notification:
             raise rpc.InvalidRequestError("watch needs an id: its notifications name it")
         try:
-            await self.watches.serve(self._config(p.config), p.watch, ctx.request_id, ctx.send)
+            await self.watches.serve(self._config(p.config), p.watch, p.debounce, ctx.request_id, ctx.send)
         except WatchError as e:
             raise rpc.InvalidParamsError(str(e)) from None
 

@@ -27,7 +27,7 @@ from protocol.events import error_event, parse_attr
 from evixd.engine.errors import EvixError, SessionError
 from evixd.engine.graph import Graph, diff_graphs
 from evixd.engine.inotify_watch import Root
-from evixd.engine.watch import WatchUpdate, failure_diff, run_watch
+from evixd.engine.watch import DEBOUNCE, WatchUpdate, failure_diff, run_watch
 from evixd.engine.watch_paths import fresh_overrides, watch_roots
 from .sessions import SessionRegistry
 
@@ -64,6 +64,7 @@ class WatchHub:
     config: EvalConfig
     roots: list[Root]
     registry: SessionRegistry
+    debounce: float
     subscribers: set[Subscriber] = field(default_factory=set)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     lock: trio.Lock = field(default_factory=trio.Lock)  # an evaluation, or a subscriber joining
@@ -99,7 +100,7 @@ class WatchHub:
     async def run(self) -> None:
         """Watches and evaluates until the last subscriber leaves."""
         with self.scope:
-            await run_watch(self.roots, self._first, self._again)
+            await run_watch(self.roots, self._first, self._again, debounce=self.debounce)
 
     async def _first(self) -> None:
         async with self.lock:
@@ -148,14 +149,15 @@ class WatchHubs:
         self.registry = registry
         self.hubs: dict[tuple[str, tuple[str, ...]], WatchHub] = {}
 
-    async def serve(self, config: EvalConfig, extra: tuple[str, ...], rid: object,
+    async def serve(self, config: EvalConfig, extra: tuple[str, ...], debounce: float | None, rid: object,
                     send: Callable[[bytes], Awaitable[bool]]) -> None:
-        """Streams `config`'s events and diffs to one subscriber until it goes away."""
+        """Streams `config`'s events and diffs to one subscriber until it goes away (the
+        hub's `debounce` is its first subscriber's)."""
         key = (config.session_key(), tuple(sorted(extra)))
         hub = self.hubs.get(key)
         if hub is None:
             roots = watch_roots(config, extra)  # WatchError: nothing to watch
-            hub = self.hubs[key] = WatchHub(config, roots, self.registry)
+            hub = self.hubs[key] = WatchHub(config, roots, self.registry, debounce or DEBOUNCE)
             subscriber = hub.subscribe()
             self.registry.spawn(self._host, key, hub)
         else:
