@@ -220,7 +220,7 @@ def build_parser() -> argparse.ArgumentParser:
     wa.add_argument("--watch", action="append", default=[], metavar="PATH",
                     help="also watch PATH (a directory tree, or a file), e.g. for imports from elsewhere (repeatable)")
     wa.add_argument("--debounce", type=positive_seconds, default=None, metavar="SECONDS",
-                    help="quiet time that ends a burst of changes before re-evaluating (default 0.05)")
+                    help="quiet time that ends a burst of changes before re-evaluating (default 0.02)")
     wa.add_argument("--no-daemon", action="store_true", help="watch in this process even if a daemon runs")
     add_common_options(wa)
 

@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("evix.watch")
 
-DEBOUNCE = 0.05  # seconds without a change that end a burst
+DEBOUNCE = 0.02  # seconds without a change that end a burst
 MAX_DELAY = 0.5  # seconds after a burst's first change at most before its evaluation
 
 
