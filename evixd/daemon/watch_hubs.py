@@ -14,6 +14,7 @@ SlowClientError); the others are not slowed down by it.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -26,7 +27,6 @@ from protocol.events import error_event, parse_attr
 
 from evixd.engine.errors import EvixError, SessionError
 from evixd.engine.graph import Graph, diff_graphs
-from evixd.engine.inotify_watch import Root
 from evixd.engine.watch import DEBOUNCE, WatchUpdate, failure_diff, run_watch
 from evixd.engine.watch_paths import fresh_overrides, watch_roots
 from .sessions import SessionRegistry
@@ -62,13 +62,12 @@ class WatchHub:
     """The watcher of one (config, extra paths) and its subscribers."""
 
     config: EvalConfig
-    roots: list[Root]
+    extra: tuple[str, ...]
     registry: SessionRegistry
     debounce: float
     subscribers: set[Subscriber] = field(default_factory=set)
     scope: trio.CancelScope = field(default_factory=trio.CancelScope)
     lock: trio.Lock = field(default_factory=trio.Lock)  # an evaluation, or a subscriber joining
-    started: bool = False  # the first evaluation has taken the lock
     failed: bool = False  # the watch itself failed (logged): its subscribers are told
 
     def subscribe(self) -> Subscriber:
@@ -99,12 +98,17 @@ class WatchHub:
 
     async def run(self) -> None:
         """Watches and evaluates until the last subscriber leaves."""
-        with self.scope:
-            await run_watch(self.roots, self._first, self._again, debounce=self.debounce)
+        try:
+            with self.scope:
+                roots = functools.partial(watch_roots, self.config, self.extra)
+                await run_watch(roots, self._first, self._again, debounce=self.debounce)
+        finally:
+            entry = self.registry.get(self.config.session_key())
+            if entry is not None:  # a plain `eval` of it follows flake.lock again
+                entry.session.input_overrides = ()
 
     async def _first(self) -> None:
         async with self.lock:
-            self.started = True
             update = await self._evaluate(self._events_sink)
         if update.summary is None:
             self._broadcast(("diff", update))
@@ -156,8 +160,8 @@ class WatchHubs:
         key = (config.session_key(), tuple(sorted(extra)))
         hub = self.hubs.get(key)
         if hub is None:
-            roots = watch_roots(config, extra)  # WatchError: nothing to watch
-            hub = self.hubs[key] = WatchHub(config, roots, self.registry, debounce or DEBOUNCE)
+            watch_roots(config, extra)  # WatchError: nothing to watch
+            hub = self.hubs[key] = WatchHub(config, extra, self.registry, debounce or DEBOUNCE)
             subscriber = hub.subscribe()
             self.registry.spawn(self._host, key, hub)
         else:

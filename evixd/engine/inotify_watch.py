@@ -118,6 +118,13 @@ class TreeWatcher:
     def close(self) -> None:
         self.manager.close()
 
+    def add_roots(self, roots: Iterable[Root]) -> None:
+        """Watches the `roots` not watched yet (a path input added to flake.lock)."""
+        for root in roots:
+            if root not in self.roots:
+                self.roots.append(root)
+                self._watch_root(root)
+
     @property
     def watched_dirs(self) -> int:
         return len(self.manager.watches)

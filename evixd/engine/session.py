@@ -159,9 +159,10 @@ class Session:
     def watch(self, extra: tuple[str, ...] = (), initial_sink: EventSink | None = None,
               spawned: list[SpawnedWorker] | None = None, *, debounce: float | None = None,
               ) -> contextlib.AbstractAsyncContextManager[trio.MemoryReceiveChannel[WatchUpdate]]:
-        """Evaluates (events to `initial_sink`, with the `spawned` processes), then re-evaluates after every change of the
-        input's files (and of the `extra` paths), yielding a WatchUpdate (its `diff` as
-        diff_once's) per change; see watch.py. WatchError when nothing can be watched."""
+        """Evaluates (events to `initial_sink`, with the `spawned` processes), then
+        re-evaluates after every change of the input's files (and of the `extra` paths),
+        yielding a WatchUpdate (its `diff` as diff_once's) per change; see watch.py.
+        WatchError when nothing can be watched."""
         from .watch import DEBOUNCE, watch_session
 
         return watch_session(self, extra, initial_sink, spawned, debounce=debounce or DEBOUNCE)

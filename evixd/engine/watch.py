@@ -97,12 +97,13 @@ async def _follow(watcher: TreeWatcher, flag: ChangeFlag) -> None:
             flag.note()
 
 
-async def run_watch(roots: list[Root], initial: Callable[[], Awaitable[object]],
+async def run_watch(roots: Callable[[], list[Root]], initial: Callable[[], Awaitable[object]],
                     again: Callable[[], Awaitable[object]], *, debounce: float = DEBOUNCE,
                     max_delay: float = MAX_DELAY) -> None:
-    """Watches `roots`, runs `initial` once they are watched, then `again` after each burst
-    of changes, one at a time, until cancelled."""
-    watcher = TreeWatcher(roots)
+    """Watches `roots()`, runs `initial` once they are watched, then `again` after each
+    burst of changes, one at a time, until cancelled. `roots()` is asked again before each
+    `again` (a flake.lock may have gained a path input)."""
+    watcher = TreeWatcher(roots())
     log.info("watching %d directories", watcher.watched_dirs)
     flag = ChangeFlag()
     try:
@@ -112,6 +113,7 @@ async def run_watch(roots: list[Root], initial: Callable[[], Awaitable[object]],
             while True:
                 await flag.settled(debounce, max_delay)
                 flag.take()
+                watcher.add_roots(roots())
                 await again()
     finally:
         watcher.close()
@@ -132,13 +134,16 @@ async def evaluate_change(session: Session, sink: EventSink | None = None,
 
 
 @contextlib.asynccontextmanager
-async def watch_session(session: Session, extra: tuple[str, ...] = (), initial_sink: EventSink | None = None,
-                        spawned: list[SpawnedWorker] | None = None, *, debounce: float = DEBOUNCE) -> AsyncIterator[trio.MemoryReceiveChannel[WatchUpdate]]:
-    """Evaluates `session` (its events to `initial_sink`, its first processes `spawned`), then yields a WatchUpdate after
-    every change, for as long as the block lasts. A failed first evaluation is an update
-    too. WatchError (before anything runs) when the input has nothing on disk to watch."""
-    roots = watch_roots(session.config, extra)
-    session.input_overrides = fresh_overrides(session.config)
+async def watch_session(
+    session: Session, extra: tuple[str, ...] = (), initial_sink: EventSink | None = None,
+    spawned: list[SpawnedWorker] | None = None, *, debounce: float = DEBOUNCE,
+) -> AsyncIterator[trio.MemoryReceiveChannel[WatchUpdate]]:
+    """Evaluates `session` (its events to `initial_sink`, its first processes `spawned`),
+    then yields a WatchUpdate after every change, for as long as the block lasts. A failed
+    first evaluation is an update too. WatchError (before anything runs) when the input has
+    nothing on disk to watch."""
+    roots = functools.partial(watch_roots, session.config, extra)
+    roots()  # WatchError now, before anything starts
     send, receive = trio.open_memory_channel[WatchUpdate](math.inf)
     own_pool = session.pool is None
     if own_pool:
@@ -147,6 +152,7 @@ async def watch_session(session: Session, extra: tuple[str, ...] = (), initial_s
     assert pool is not None
 
     async def evaluate(sink: EventSink | None, first: bool) -> None:
+        session.input_overrides = fresh_overrides(session.config)  # flake.lock as it is now
         pool.resize(0)  # no spare starting up while this evaluation needs the CPU
         update = await evaluate_change(session, sink, spawned if first else None)
         pool.resize(session.config.processes_per_run)  # a spare for the next change
