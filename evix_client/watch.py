@@ -72,44 +72,12 @@ def try_daemon_watch(config: EvalConfig, extra: tuple[str, ...], path: str, debo
                      out: Stdout | None = None) -> int | None:
     """Watches through the daemon on `path` until stopped; None when no daemon takes it (then
     watch locally)."""
-    from .daemon_client import DaemonClient, DaemonError, DaemonUnavailable, ForeignDaemonError
-    from .daemon_commands import _eval_stopped, fail
-    from .stdout import ReaderWatch, StdoutClosed
+    from .daemon_commands import streamed_call
 
-    sink = out or Stdout()
-    try:
-        client = DaemonClient.connect(path)
-    except ForeignDaemonError as e:
-        return fail(str(e))
-    except DaemonError as e:
-        log.log(logging.INFO if isinstance(e, DaemonUnavailable) else logging.WARNING, "%s: watching locally", e)
-        return None
-    printed = False
-
-    def events(ndjson: str) -> None:
-        nonlocal printed
-        printed = True
-        sink.write(ndjson.encode())
-        sink.flush()
-
-    def notified(method: str, params: dict[str, Any]) -> None:
-        nonlocal printed
-        if method == rpc.WATCH_DIFF_METHOD and isinstance(params.get("diff"), dict):
-            printed = True
-            sink.write(diff_line(params["diff"]))
-            sink.flush()
+    def notified(method: str, params: dict[str, Any]) -> bytes | None:
+        diff = params.get("diff")
+        return diff_line(diff) if method == rpc.WATCH_DIFF_METHOD and isinstance(diff, dict) else None
 
     params = rpc.WatchParams(config, extra, debounce, rpc.PROTOCOL_VERSION).to_json()
-    with client:
-        reader = ReaderWatch(client.abort)
-        try:
-            client.call("watch", params, on_events=events, on_notification=notified)
-        except (rpc.RpcError, DaemonError) as e:
-            if reader.gone:
-                raise StdoutClosed("stdout was closed") from None
-            sink.flush()
-            if isinstance(e, rpc.MethodNotFoundError) and not printed:
-                log.warning("the daemon on %s has no `watch` (restart it after upgrading): watching locally", path)
-                return None
-            return _eval_stopped(e, path, printed)
-    return 0
+    _, code = streamed_call(path, "watch", params, out or Stdout(), notified, flush=True)
+    return code
