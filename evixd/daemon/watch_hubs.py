@@ -159,7 +159,7 @@ class WatchHubs:
         hub's `debounce` is its first subscriber's)."""
         key = (config.session_key(), tuple(sorted(extra)))
         hub = self.hubs.get(key)
-        if hub is None:
+        if hub is None or hub.scope.cancel_called:  # (a hub whose last subscriber just left is ending)
             watch_roots(config, extra)  # WatchError: nothing to watch
             hub = self.hubs[key] = WatchHub(config, extra, self.registry, debounce or DEBOUNCE)
             subscriber = hub.subscribe()
