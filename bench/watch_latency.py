@@ -3,9 +3,10 @@ stdout, against a warm `evix eval` of the same input.
 
     python bench/watch_latency.py [--repeat N] [--workers N] [--inputs pkgset,one]
 
-Inputs (written to a temporary directory): `pkgset`, the 10k package set of generate.py
-with one extra attribute `watchEdit`, and `one`, a file of that one attribute alone. Each
-edit rewrites that attribute's name (one derivation changes, everything is re-evaluated).
+Inputs (written to a temporary directory, one copy per command): `pkgset`, the 10k package
+set of generate.py with one extra attribute `watchEdit`, and `one`, a file of that one
+attribute alone. Each edit rewrites that attribute's name (one derivation changes, and
+everything is re-evaluated). The commands take turns, round-robin.
 
 Measured, medians of --repeat:
   watch         `evix watch --no-daemon`: write the file -> its diff line read from stdout
@@ -46,13 +47,14 @@ def edited(n: int) -> str:
     return (f'watchEdit = derivation {{ name = "edit-{n}"; system = "x86_64-linux"; builder = "/bin/sh"; }};')
 
 
-def write_inputs(d: Path) -> dict[str, tuple[Path, str]]:
-    """name -> (file to edit, the text with `@EDIT@` where the edited attribute goes)."""
-    (d / "pkgset").mkdir()
-    (d / "pkgset" / "set.nix").write_text(gen_pkgset.pkgset_nix())
-    (d / "one").mkdir()
-    return {"pkgset": (d / "pkgset" / "default.nix", "import ./set.nix // { @EDIT@ }\n"),
-            "one": (d / "one" / "default.nix", "{ @EDIT@ }\n")}
+def write_inputs(d: Path, name: str) -> tuple[Path, str]:
+    """Writes input `name` into `d`: (the file to edit, its text with `@EDIT@` where the
+    edited attribute goes)."""
+    d.mkdir(parents=True)
+    if name == "pkgset":
+        (d / "set.nix").write_text(gen_pkgset.pkgset_nix())
+        return d / "default.nix", "import ./set.nix // { @EDIT@ }\n"
+    return d / "default.nix", "{ @EDIT@ }\n"
 
 
 def write(path: Path, template: str, n: int) -> None:
@@ -86,33 +88,14 @@ class Watch:
         self.proc.wait(timeout=30)
 
 
-def watch_latencies(args: list[str], env: dict[str, str], path: Path, template: str, repeat: int,
-                    pause: float, start: int) -> list[float]:
-    """Seconds from each write to its diff line; the first evaluation is waited for first."""
-    write(path, template, start)
-    watch = Watch(args, env)
-    try:
-        watch.until_events("watchEdit")
-        out = []
-        for i in range(1, repeat + 1):
-            time.sleep(pause)
-            t0 = time.perf_counter()
-            write(path, template, start + i)
-            diff = watch.until_diff()
-            out.append(time.perf_counter() - t0)
-            assert [c["name"] for c in diff["changed"]] == [f"edit-{start + i}"], diff
-        return out
-    finally:
-        watch.stop()
-
-
-def eval_times(args: list[str], env: dict[str, str], repeat: int, pause: float) -> list[float]:
-    out = []
-    measure_run([EVIX, "eval", *args], env=env)  # warms the store and (through evixd) the session
-    for _ in range(repeat):
-        time.sleep(pause)
-        out.append(measure_run([EVIX, "eval", *args], env=env).seconds)
-    return out
+def latency(watch: Watch, path: Path, template: str, n: int) -> float:
+    """Seconds from writing edit `n` to its diff line."""
+    t0 = time.perf_counter()
+    write(path, template, n)
+    diff = watch.until_diff()
+    seconds = time.perf_counter() - t0
+    assert [c["name"] for c in diff["changed"]] == [f"edit-{n}"], diff
+    return seconds
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,7 +107,6 @@ def main(argv: list[str] | None = None) -> int:
     ns = p.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="evix-watch-bench-") as tmp:
         d = Path(tmp)
-        inputs = write_inputs(d)
         sock = d / "evix.sock"
         env = dict(os.environ, EVIX_SOCKET=str(sock))
         daemon = subprocess.Popen([EVIXD, "--foreground", "--socket", str(sock), "--warm-seconds", "600"],
@@ -132,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
         try:
             while not sock.exists():
                 time.sleep(0.05)
-            rows = [measure(name, *inputs[name], env, ns) for name in ns.inputs.split(",")]
+            rows = [measure(d / name, name, env, ns) for name in ns.inputs.split(",")]
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=30)
@@ -140,16 +122,34 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def measure(name: str, path: Path, template: str, env: dict[str, str], ns: argparse.Namespace) -> dict:
-    base = ["--file", str(path), "--workers", str(ns.workers)]
-    med = statistics.median
-    write(path, template, 0)
-    row = {"input": name,
-           "eval local": med(eval_times([*base, "--no-daemon"], env, ns.repeat, ns.pause)),
-           "eval warm": med(eval_times(base, env, ns.repeat, ns.pause))}
-    row["watch"] = med(watch_latencies([*base, "--no-daemon"], env, path, template, ns.repeat, ns.pause, 1000))
-    row["watch daemon"] = med(watch_latencies(base, env, path, template, ns.repeat, ns.pause, 2000))
-    return row
+def measure(d: Path, name: str, env: dict[str, str], ns: argparse.Namespace) -> dict:
+    """Round-robin over the four commands (so that a change of machine load hits all alike),
+    each on its own copy of the input: a watch reacts only to the edits meant for it."""
+    files = {kind: write_inputs(d / kind, name) for kind in ("eval", "watch", "watch daemon")}
+    for path, template in files.values():
+        write(path, template, 0)
+    workers = ["--workers", str(ns.workers)]
+    eval_args = ["eval", "--file", str(files["eval"][0]), *workers]
+    watches = {"watch": Watch(["--no-daemon", "--file", str(files["watch"][0]), *workers], env),
+               "watch daemon": Watch(["--file", str(files["watch daemon"][0]), *workers], env)}
+    times: dict[str, list[float]] = {k: [] for k in ("eval local", "eval warm", "watch", "watch daemon")}
+    try:
+        for watch in watches.values():
+            watch.until_events("watchEdit")
+        measure_run([EVIX, *eval_args, "--no-daemon"], env=env)  # the store is warm from here
+        measure_run([EVIX, *eval_args], env=env)  # and the daemon's session
+        for n in range(1, ns.repeat + 1):
+            for kind in times:
+                time.sleep(ns.pause)
+                if kind.startswith("eval"):
+                    local = ["--no-daemon"] if kind == "eval local" else []
+                    times[kind].append(measure_run([EVIX, *eval_args, *local], env=env).seconds)
+                else:
+                    times[kind].append(latency(watches[kind], *files[kind], n))
+    finally:
+        for watch in watches.values():
+            watch.stop()
+    return {"input": name, **{k: statistics.median(v) for k, v in times.items()}}
 
 
 def report(rows: list[dict], ns: argparse.Namespace) -> None:
