@@ -81,3 +81,21 @@ async def test_session_watch_for_an_embedder(tmp_path: Path) -> None:
     assert changed.drv_path == nix_drv_paths("{ a = %s; }" % derivation_nix("a-2"), [["a"]])["a"]
     assert update.summary is not None and update.summary.derivations == 1
     assert session.graph.derivations["a"].drv_path == changed.drv_path  # the warm graph follows
+
+
+async def test_a_missing_root_beside_a_watched_tree_hides_none_of_its_changes(tmp_path: Path) -> None:
+    """The ancestor standing in for a deleted root may be a watched directory itself."""
+    (tmp_path / "lib").mkdir()
+    watcher = TreeWatcher([Root(str(tmp_path)), Root(str(tmp_path / "lib"))])
+    try:
+        shutil.rmtree(tmp_path / "lib")
+        await _next(watcher)
+        (tmp_path / "jobs.nix").write_text("1")
+        assert str(tmp_path / "jobs.nix") in (await _next(watcher)).paths
+        (tmp_path / "lib").mkdir()
+        (tmp_path / "lib" / "f.nix").write_text("1")
+        await _next(watcher)
+        (tmp_path / "lib" / "f.nix").write_text("2")
+        assert str(tmp_path / "lib" / "f.nix") in (await _next(watcher)).paths
+    finally:
+        watcher.close()

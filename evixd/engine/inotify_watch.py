@@ -110,7 +110,8 @@ class TreeWatcher:
         self.manager = pyinotify.WatchManager()
         self.notifier = _Notifier(self.manager, self._event)
         os.set_blocking(self.manager.get_fd(), False)
-        self._stand_ins: dict[int, Root] = {}  # wd of an ancestor -> the missing root it watches for
+        self._stand_ins: dict[Root, int] = {}  # a missing root -> the wd of the ancestor standing in
+        self._trees: set[int] = set()  # wds of the directories of the trees (an ancestor may be one too)
         self._changes = Changes()
         for root in self.roots:
             self._watch_root(root)
@@ -148,19 +149,21 @@ class TreeWatcher:
             ancestor = os.path.dirname(ancestor)
         wd = self._add(ancestor)
         if wd is not None:
-            self._stand_ins[wd] = root
+            self._stand_ins[root] = wd
         log.info("%s is missing: watching %s for it to come back", root.path, ancestor)
         return False
 
     def _add_tree(self, top: str, recursive: bool) -> None:
         """Watches `top` and (recursively) its directories, skipping ignored ones and symlinks."""
-        self._add(top)
-        if not recursive:
-            return
-        for dirpath, dirnames, _ in os.walk(top):
-            dirnames[:] = [d for d in dirnames if not ignored_name(d)]
-            for d in dirnames:
-                self._add(os.path.join(dirpath, d))
+        dirs = [top]
+        if recursive:
+            for dirpath, dirnames, _ in os.walk(top):
+                dirnames[:] = [d for d in dirnames if not ignored_name(d)]
+                dirs += [os.path.join(dirpath, d) for d in dirnames]
+        for d in dirs:
+            wd = self._add(d)
+            if wd is not None:
+                self._trees.add(wd)
 
     # ---- reading ----------------------------------------------------------------------
     async def next_changes(self) -> Changes:
@@ -176,11 +179,13 @@ class TreeWatcher:
             log.warning("the inotify queue overflowed: events were lost, re-evaluating everything")
             self._changes.overflow = True
             return
-        root = self._stand_ins.get(event.wd)
-        if root is not None:  # beside a missing root: is it back?
-            self._maybe_back(event.wd, root)
+        for root, wd in list(self._stand_ins.items()):
+            if wd == event.wd:  # beside a missing root: is it back?
+                self._maybe_back(root)
+        if event.wd not in self._trees:  # only a stand-in
             return
         if event.mask & (pyinotify.IN_DELETE_SELF | pyinotify.IN_MOVE_SELF):  # a watched directory went
+            self._trees.discard(event.wd)
             self._changes.paths.add(event.path)
             for gone in self.roots:
                 if gone.path == os.path.normpath(event.path.removesuffix("-unknown-path")):
@@ -194,11 +199,11 @@ class TreeWatcher:
         if event.dir and event.mask & (pyinotify.IN_CREATE | pyinotify.IN_MOVED_TO):
             self._add_tree(event.pathname, True)  # rescanned: its contents are taken as they are now
 
-    def _maybe_back(self, wd: int, root: Root) -> None:
+    def _maybe_back(self, root: Root) -> None:
         if not os.path.isdir(root.path):
             return
-        del self._stand_ins[wd]
-        if wd not in self._stand_ins and not any(r.path == self.manager.get_path(wd) for r in self.roots):
+        wd = self._stand_ins.pop(root)
+        if wd not in self._trees and wd not in self._stand_ins.values():
             self.manager.rm_watch(wd, quiet=True)
         self._watch_root(root)
         self._changes.paths.add(root.path)
