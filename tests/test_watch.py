@@ -11,6 +11,7 @@ from pathlib import Path
 
 from evix_helpers import nix_bin, nix_drv_paths, wait_until
 from nix_helpers import derivation_nix, nix_flake_lock
+from evixd.engine.watch_paths import path_inputs
 from process_watch import evaluators
 from watch_helpers import Watching
 
@@ -94,11 +95,13 @@ def test_editor_files_and_git_do_not_trigger(tmp_path: Path) -> None:
 def _flake(root: Path, dep: Path, word: str) -> None:
     dep.mkdir(exist_ok=True)
     (dep / "flake.nix").write_text('{ outputs = { self }: { word = "%s"; }; }\n' % word)
-    root.mkdir(exist_ok=True)
+    (root / "sub").mkdir(parents=True, exist_ok=True)
+    (root / "sub" / "flake.nix").write_text('{ outputs = { self }: { word = "s1"; }; }\n')
     (root / "flake.nix").write_text("""{
   inputs.dep.url = "path:%s";
-  outputs = { self, dep }: { hydraJobs.hello = derivation {
-    name = "hello-${dep.word}"; system = "x86_64-linux"; builder = "/bin/sh"; }; };
+  inputs.sub.url = "path:./sub";
+  outputs = { self, dep, sub }: { hydraJobs.hello = derivation {
+    name = "hello-${dep.word}-${sub.word}"; system = "x86_64-linux"; builder = "/bin/sh"; }; };
 }
 """ % dep)
 
@@ -107,11 +110,16 @@ def test_edit_in_a_flake_path_input_triggers_as_if_relocked(tmp_path: Path) -> N
     root, dep = tmp_path / "main", tmp_path / "dep"
     _flake(root, dep, "one")
     lock = nix_flake_lock(root)
+    # the absolute input is locked by its hash, the relative one is part of the root's tree
+    assert path_inputs(str(root)) == [("dep", str(dep), True), ("sub", str(root / "sub"), False)]
     with Watching("--no-daemon", "--flake", ".#hydraJobs", cwd=root) as w:
         w.wait_events({"hello"})
         (dep / "flake.nix").write_text('{ outputs = { self }: { word = "two"; }; }\n')
-        (diff,) = w.wait_diffs(1)
-    assert [c["name"] for c in diff["changed"]] == ["hello-two"]
+        (first,) = w.wait_diffs(1)
+        assert [c["name"] for c in first["changed"]] == ["hello-two-s1"]  # the hash-locked input, re-locked
+        (root / "sub" / "flake.nix").write_text('{ outputs = { self }: { word = "s2"; }; }\n')
+        (diff,) = w.wait_diffs(2)[1:]
+    assert [c["name"] for c in diff["changed"]] == ["hello-two-s2"]
     relocked = subprocess.run(
         [nix_bin("nix"), "--extra-experimental-features", "nix-command flakes", "eval", "--raw",
          f"path:{root}#hydraJobs.hello.drvPath", "--override-input", "dep", f"path:{dep}"],
