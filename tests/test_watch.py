@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from evix_helpers import nix_bin, nix_drv_paths, wait_until
+from evix_helpers import nix_bin, nix_drv_paths, run_evix, wait_until
 from nix_helpers import derivation_nix, nix_flake_lock
 from evixd.engine.watch_paths import path_inputs
 from process_watch import evaluators
@@ -170,3 +170,11 @@ def test_a_change_during_an_evaluation_gives_one_more(tmp_path: Path) -> None:
         assert [c["name"] for c in second["changed"]] == ["a-3"]  # not lost
         time.sleep(1)
         assert len(w.diffs) == 2
+
+
+def test_what_has_nothing_on_disk_is_refused(tmp_path: Path) -> None:
+    expr = run_evix("watch", "--no-daemon", "--expr", "{ }", cwd=tmp_path)
+    assert expr.code == 2 and "--expr cannot be watched: there is no file on disk to watch" in expr.stderr
+    remote = run_evix("watch", "--no-daemon", "--flake", "github:NixOS/nixpkgs#hello", cwd=tmp_path)
+    assert remote.code == 1 and "is not a local flake: there is nothing on disk to watch" in remote.stderr
+    assert remote.stdout == b"" and "Traceback" not in remote.stderr
