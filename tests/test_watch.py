@@ -87,6 +87,7 @@ def test_editor_files_and_git_do_not_trigger(tmp_path: Path) -> None:
         (tmp_path / "jobs.nix~").write_text("x")
         (tmp_path / ".git" / "index").write_text("x")
         (tmp_path / "result").symlink_to("/nix/store")
+        time.sleep(1)  # far past the debounce: had they counted, a diff of nothing would come first
         (tmp_path / "jobs.nix").write_text(jobs(a="a-2"))
         (first,) = w.wait_diffs(1)
         assert [c["name"] for c in first["changed"]] == ["a-2"]
