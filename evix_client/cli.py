@@ -156,6 +156,21 @@ Re-evaluates the input (reading its files as they are now) and prints one JSON o
 with oldDrvPath) and the new run's "errors". The new result becomes the warm session.
 """
 
+WATCH_EPILOG = """\
+Prints the first evaluation's events as `evix eval` does, then, after each change, one JSON
+object per line as `evix diff` prints it ("added", "removed", "changed", "errors"). A burst
+of writes gives one re-evaluation; a change during an evaluation gives one more after it.
+An input that stops loading (syntax error, deleted file) gives a line whose "errors" say
+why, and the watch goes on. Watched: for --file, the directory tree of the file; for
+--flake, its root and every path input in flake.lock (an edit there counts as if the input
+were re-locked; flake.lock itself is never written). Editor swap files, .git and `result`
+links are ignored. --expr and remote flakes cannot be watched. Ctrl-C stops (exit 130).
+
+examples:
+  evix watch --file ./jobs.nix
+  evix watch --flake .#hydraJobs --workers 4 --watch ../shared-lib
+"""
+
 
 def add_filter_options(p: argparse.ArgumentParser) -> None:
     """`evix query` filters: one option per Filter field, each repeatable."""
@@ -227,6 +242,15 @@ def build_parser() -> argparse.ArgumentParser:
                                "Query a warm session of the evix daemon.", QUERY_EPILOG, add_filter_options))
     add_common_options(command("diff", "re-evaluate and compare with the daemon's warm session (needs the daemon)",
                                "Re-evaluate and compare with the daemon's warm session.", DIFF_EPILOG))
+
+    wa = command("watch", "evaluate a local file or flake, then print a diff each time its files change",
+                 "Evaluate, then re-evaluate on every change and print one diff per line.", WATCH_EPILOG)
+    wa.add_argument("--watch", action="append", default=[], metavar="PATH",
+                    help="also watch PATH (a directory tree, or a file), e.g. for imports from elsewhere (repeatable)")
+    wa.add_argument("--debounce", type=positive_seconds, default=None, metavar="SECONDS",
+                    help="quiet time that ends a burst of changes before re-evaluating (default 0.02)")
+    wa.add_argument("--no-daemon", action="store_true", help="watch in this process even if a daemon runs")
+    add_common_options(wa)
 
     # `evix daemon ...` and `evix eval-jobs ...` are handed to their own parsers before this
     # one runs (see main.py); registered here so that `evix --help` lists them.

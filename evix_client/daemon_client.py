@@ -112,8 +112,10 @@ class DaemonClient:
             pass
 
     def call(self, method: str, params: dict[str, Any] | None = None,
-             on_events: Callable[[str], None] | None = None) -> Any:
-        """Sends one request and returns its result; raises the rpc error class of an error answer."""
+             on_events: Callable[[str], None] | None = None,
+             on_notification: Callable[[str, dict[str, Any]], None] | None = None) -> Any:
+        """Sends one request and returns its result; raises the rpc error class of an error
+        answer. Other notifications for it (`watchDiff`) go to `on_notification(method, params)`."""
         rid = next(self._ids)
         try:
             self.sock.sendall(framing.encode(rpc.request(method, params, rid)))
@@ -130,6 +132,11 @@ class DaemonClient:
                 p = message.get("params") or {}
                 if on_events is not None and p.get("id") == rid:
                     on_events(p.get("ndjson", ""))
+                continue
+            if isinstance(message, dict) and "method" in message and "id" not in message:
+                p = message.get("params") or {}
+                if on_notification is not None and isinstance(p, dict) and p.get("id") == rid:
+                    on_notification(message["method"], p)
                 continue
             if isinstance(message, list) or not isinstance(message, dict):
                 raise rpc.InvalidResponseError(f"unexpected message from the daemon: {str(message)[:200]}")

@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import sys
 import time
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -33,7 +34,7 @@ CAP_RETRY_SECONDS = 10.0  # how long `query`/`diff` retry while the daemon is at
 START_HINT = "start one with `evix daemon` or `systemctl --user enable --now evixd.socket`"
 # Refusals that come before any output, so local evaluation can still take over.
 _FALLBACK_CODES = (rpc.TooManyConnectionsError.CODE, rpc.ForbiddenError.CODE, rpc.ShuttingDownError.CODE,
-                   rpc.ProtocolVersionError.CODE)
+                   rpc.ProtocolVersionError.CODE, rpc.MethodNotFoundError.CODE)  # (an older daemon: no `watch`)
 
 
 def fail(message: str, code: int = 1) -> int:
@@ -49,37 +50,60 @@ def try_daemon_eval(config: EvalConfig, path: str, out: Stdout | None = None) ->
     """Evaluates through the daemon on `path`, printing the same NDJSON as a local run.
 
     Returns the exit status, or None when no daemon can take the job (then evaluate locally)."""
-    sink = out or Stdout()
+    summary, code = streamed_call(path, "eval", rpc.EvalParams(config, rpc.PROTOCOL_VERSION).to_json(),
+                                  out or Stdout())
+    if summary is None:
+        return code
+    log.info("%d derivations, %d errors in %.2f s (daemon session %s)", summary.get("derivations", 0),
+             summary.get("errors", 0), summary.get("seconds", 0.0), str(summary.get("session", ""))[:12])
+    return 0
+
+
+Notified = Callable[[str, dict[str, Any]], bytes | None]
+"""(notification method, params) -> what to print for it (None: nothing)."""
+
+
+def streamed_call(path: str, method: str, params: dict[str, Any], sink: Stdout, on_notification: Notified | None = None,
+                  *, flush: bool = False) -> tuple[Any, int | None]:
+    """One streaming request (`eval`, `watch`) to the daemon on `path`: its events, and what
+    `on_notification` makes of its other notifications, printed to `sink` (flushed at each
+    one with `flush`). Returns (result, None) once answered; (None, exit status) when it
+    failed; (None, None) when no daemon can take it (then run locally)."""
     try:
         client = DaemonClient.connect(path)
     except ForeignDaemonError as e:
-        return fail(str(e))
+        return None, fail(str(e))
     except DaemonUnavailable as e:
         log.info("%s: evaluating locally", e)
-        return None
+        return None, None
     except DaemonError as e:
         log.warning("%s: evaluating locally", e)
-        return None
+        return None, None
     printed = False
 
-    def write(ndjson: str) -> None:
+    def write(data: bytes | None) -> None:
         nonlocal printed
-        printed = True
-        sink.write(ndjson.encode())
+        if data:
+            printed = True
+            sink.write(data)
+            if flush:
+                sink.flush()
+
+    def notified(name: str, p: dict[str, Any]) -> None:
+        write(on_notification(name, p) if on_notification is not None else None)
 
     with client:
         reader = ReaderWatch(client.abort)  # `| head`: stop when the reader goes, not at the next write
         try:
-            summary = client.call("eval", rpc.EvalParams(config, rpc.PROTOCOL_VERSION).to_json(), on_events=write)
+            result = client.call(method, params, on_events=lambda ndjson: write(ndjson.encode()),
+                                 on_notification=notified)
         except (rpc.RpcError, DaemonError) as e:
             if reader.gone:
                 raise StdoutClosed("stdout was closed") from None
             sink.flush()
-            return _eval_stopped(e, path, printed)
+            return None, _eval_stopped(e, path, printed)
     sink.flush()
-    log.info("%d derivations, %d errors in %.2f s (daemon session %s)", summary.get("derivations", 0),
-             summary.get("errors", 0), summary.get("seconds", 0.0), str(summary.get("session", ""))[:12])
-    return 0
+    return result, None
 
 
 def _eval_stopped(error: rpc.RpcError | DaemonError, path: str, printed: bool) -> int | None:

@@ -59,6 +59,14 @@ def main(argv: list[str] | None = None) -> int:
             from .local import run_local_eval
 
             return run_local_eval(config)
+        if ns.command == "watch":
+            from .watch import run_watch
+
+            config = config_from_args(ns).validate()
+            if config.expr is not None:
+                parser.error("--expr cannot be watched: there is no file on disk to watch (use --file)")
+            return run_watch(config, tuple(map(os.path.abspath, ns.watch)), socket_path(ns.socket), ns.no_daemon,
+                             ns.debounce)
         if ns.command == "query":
             from .daemon_commands import run_query
 

@@ -20,6 +20,7 @@ from .query import Filter
 
 PROTOCOL_VERSION = 1
 EVENTS_METHOD = "events"
+WATCH_DIFF_METHOD = "watchDiff"  # one change of a `watch`: its diff
 NO_ID: Any = object()  # a request without "id" (a notification): never answered
 
 
@@ -221,6 +222,33 @@ class DiffParams(EvalParams):
 
 
 @dataclass(frozen=True)
+class WatchParams:
+    """`watch` takes what `eval` takes, `watch` (more absolute paths to watch) and `debounce`
+    (seconds of quiet that end a burst of changes; null: the daemon's default)."""
+
+    config: EvalConfig
+    watch: tuple[str, ...] = ()
+    debounce: float | None = None
+    protocol_version: int | None = None
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> WatchParams:
+        paths = d.get("watch") or []
+        if not isinstance(paths, list) or not all(isinstance(p, str) and p.startswith("/") and "\0" not in p
+                                                  for p in paths):
+            raise InvalidParamsError("watch must be an array of absolute paths", {"field": "watch"})
+        debounce = d.get("debounce")
+        if debounce is not None and (isinstance(debounce, bool) or not isinstance(debounce, (int, float))
+                                     or not 0 < debounce <= 60):
+            raise InvalidParamsError("debounce must be a number of seconds in (0, 60]", {"field": "debounce"})
+        return cls(_config(_required(d, "config")), tuple(paths), debounce, _version(d.get("protocolVersion")))
+
+    def to_json(self) -> dict[str, Any]:
+        out = {"config": self.config.to_json(), "watch": list(self.watch), "debounce": self.debounce}
+        return _with_version(out, self.protocol_version)
+
+
+@dataclass(frozen=True)
 class DropParams:
     key: str
 
@@ -248,12 +276,13 @@ class NoParams:
         return {}
 
 
-Params = EvalParams | QueryParams | DiffParams | DropParams | NoParams
+Params = EvalParams | QueryParams | DiffParams | WatchParams | DropParams | NoParams
 
 METHODS: dict[str, type[Params]] = {  # type: ignore[assignment]
     "eval": EvalParams,
     "query": QueryParams,
     "diff": DiffParams,
+    "watch": WatchParams,
     "sessions": NoParams,
     "drop": DropParams,
     "status": NoParams,
@@ -264,6 +293,7 @@ _WIRE_NAMES: dict[type, tuple[str, ...]] = {
     EvalParams: ("config", "protocolVersion"),
     QueryParams: ("config", "filter", "format", "protocolVersion"),
     DiffParams: ("config", "protocolVersion"),
+    WatchParams: ("config", "watch", "debounce", "protocolVersion"),
     DropParams: ("key",),
     NoParams: (),
 }
@@ -374,3 +404,10 @@ def events_notification(rid: Any, ndjson: bytes) -> bytes:
     """The `events` notification for a chunk of whole NDJSON lines of request `rid`."""
     text = ndjson.decode("utf-8", "replace")
     return orjson.dumps({"jsonrpc": "2.0", "method": EVENTS_METHOD, "params": {"id": rid, "ndjson": text}})
+
+
+def watch_diff_notification(rid: Any, diff: dict[str, Any], summary: dict[str, Any] | None, session: str) -> bytes:
+    """The `watchDiff` notification of request `rid`: one change's diff (`summary` null when
+    the input could not load) and the session key."""
+    return orjson.dumps({"jsonrpc": "2.0", "method": WATCH_DIFF_METHOD,
+                         "params": {"id": rid, "diff": diff, "summary": summary, "session": session}})

@@ -1,4 +1,4 @@
-"""The daemon's methods: eval, query, diff, sessions, drop, status, shutdown.
+"""The daemon's methods: eval, query, diff, watch, sessions, drop, status, shutdown.
 
 Each takes its typed params (protocol.rpc) and a CallContext, returns a JSON-able result
 (or RawResult bytes) and raises protocol.rpc errors; engine errors are mapped here, at
@@ -22,9 +22,11 @@ from protocol.config import EvalConfig
 
 from evixd.engine.errors import InputError, SessionError
 from evixd.engine.scheduler import EventSink, Summary
+from evixd.engine.watch_paths import WatchError
 from .backpressure import EventStream, EventStreams
 from .sessions import SessionEntry, SessionRegistry
 from .settings import DaemonSettings
+from .watch_hubs import WatchHubs
 
 MAX_EVENTS_CHUNK = 1 << 20  # bytes of NDJSON per `events` notification at most (when backed up)
 
@@ -58,10 +60,12 @@ class Handlers:
         self.settings = settings
         self.control = control
         self.streams = streams or EventStreams()
+        self.watches = WatchHubs(registry)
         self._table: dict[str, Callable[[Any, CallContext], Awaitable[Any]]] = {
             "eval": self.eval,
             "query": self.query,
             "diff": self.diff,
+            "watch": self.watch,
             "sessions": self.sessions,
             "drop": self.drop,
             "status": self.status,
@@ -138,6 +142,16 @@ class Handlers:
         except SessionError as e:
             raise rpc.NoSessionError(f"{e}: run `evix eval` with the same input options first") from None
         return rpc_results.diff_result(diff, summary, entry.key)
+
+    async def watch(self, p: rpc.WatchParams, ctx: CallContext) -> None:
+        """Streams the first evaluation's events, then a `watchDiff` per change, until the
+        client goes (watch_hubs.py); never answers otherwise."""
+        if ctx.is_notification:
+            raise rpc.InvalidRequestError("watch needs an id: its notifications name it")
+        try:
+            await self.watches.serve(self._config(p.config), p.watch, p.debounce, ctx.request_id, ctx.send)
+        except WatchError as e:
+            raise rpc.InvalidParamsError(str(e)) from None
 
     # ---- sessions ---------------------------------------------------------------------
     async def sessions(self, p: rpc.NoParams, ctx: CallContext) -> list[dict[str, Any]]:

@@ -107,6 +107,15 @@ class SessionRegistry:
             entry.touch()
         return entry
 
+    def ensure_entry(self, config: EvalConfig) -> SessionEntry:
+        """The session of `config`, made (not evaluated yet) if there is none."""
+        return self.entries.get(config.session_key()) or self._new_entry(config)
+
+    def spawn(self, task: Callable[..., Awaitable[object]], *args: object) -> None:
+        """Runs `task(*args)` beside the sessions, until it ends or the registry stops (a `watch`)."""
+        assert self._nursery is not None, "SessionRegistry.run is not running"
+        self._nursery.start_soon(task, *args)
+
     def find(self, key_or_prefix: str) -> SessionEntry | None:
         """A session by its key or a unique prefix of it (as `drop` accepts)."""
         if key_or_prefix in self.entries:
@@ -120,9 +129,8 @@ class SessionRegistry:
 
         Raises InputError when the input cannot load (a session that never had a graph is
         then forgotten)."""
-        key = config.session_key()
         while True:
-            entry = self.entries.get(key) or self._new_entry(config)
+            entry = self.ensure_entry(config)
             async with entry.lock:
                 if entry.removed:  # dropped or forgotten while we waited
                     continue
@@ -153,11 +161,14 @@ class SessionRegistry:
         await self._ensure_pool(entry)
         entry.session.reconfigure(config)
         entry.pool.resize(0)  # no refills competing with this run for the CPU
-        result = await run()
-        _settle_heap()
-        entry.touch()
-        # a run forks its workers from one template process: that one is what is kept warm
-        self._warm(entry, config.processes_per_run)
+        try:
+            result = await run()
+            _settle_heap()
+        finally:
+            entry.touch()
+            # a run forks its workers from one template process: that one is what is kept warm
+            # (after a failed run too: a watch retries after the next edit)
+            self._warm(entry, config.processes_per_run)
         return result
 
     def _new_entry(self, config: EvalConfig) -> SessionEntry:

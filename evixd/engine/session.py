@@ -6,6 +6,9 @@
             print(event)
     linux = await session.query_snapshot(Filter(systems=("x86_64-linux",)))
     changes = await session.diff_once()
+    async with session.watch() as updates:  # re-evaluates on every change of its files
+        async for update in updates:
+            print(update.diff.to_json())
 
 A Session is the one owner of what belongs to one config: the config, the warm graph and
 its query index, the last summary, how many evaluations ran and when, and the warm worker
@@ -15,11 +18,14 @@ pool it draws from. A host (the daemon) adds only its own bookkeeping around it.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
 import trio
 
+from evixd.worker_launch import SpawnedWorker
 from protocol.config import EvalConfig
 from protocol.events import Derivation
 from protocol.query import Filter
@@ -31,6 +37,9 @@ from .pool import WorkerPool
 from .query_index import QueryIndex
 from .run import run_evaluation
 from .scheduler import EventSink, Summary
+
+if TYPE_CHECKING:
+    from .watch import WatchUpdate
 
 
 class Session:
@@ -50,6 +59,9 @@ class Session:
         self.evaluated_at: float | None = None  # wall-clock end of the last successful one
         self.last_eval_end = time.monotonic()  # monotonic end of the last one, even failed
         self._streamed = False
+        # --override-input pairs added to every evaluation: how the input is fetched, not
+        # what it is (a watch re-locks path inputs this way, see watch_paths.py)
+        self.input_overrides: tuple[tuple[str, str], ...] = ()
 
     @classmethod
     async def open(
@@ -67,17 +79,26 @@ class Session:
             raise SessionError("reconfigure may change how a session evaluates, not what")
         self.config = config
 
+    def run_config(self) -> EvalConfig:
+        """The config an evaluation runs: the session's, with `input_overrides` added."""
+        if not self.input_overrides:
+            return self.config
+        return dataclasses.replace(self.config, override_inputs=self.config.override_inputs + self.input_overrides)
+
     @property
     def memory_bytes(self) -> int:
         """The estimated size of the warm graph as indexed (0 without an index)."""
         return self.index.memory_bytes if self.index is not None else 0
 
-    async def evaluate(self, sink: EventSink | None = None, *, progress: bool | None = False) -> Summary:
-        """Runs one evaluation; every NDJSON chunk goes to `sink`; the result becomes the warm graph."""
-        return await self._evaluate(sink, None, progress)
+    async def evaluate(self, sink: EventSink | None = None, *, progress: bool | None = False,
+                       spawned: list[SpawnedWorker] | None = None) -> Summary:
+        """Runs one evaluation; every NDJSON chunk goes to `sink`; the result becomes the warm
+        graph. `spawned`: processes started ahead for it (evixd.worker_launch.spawn_ahead)."""
+        return await self._evaluate(sink, None, progress, spawned)
 
     async def _evaluate(
-        self, sink: EventSink | None, decoded: Callable[[Decoded], None] | None, progress: bool | None
+        self, sink: EventSink | None, decoded: Callable[[Decoded], None] | None, progress: bool | None,
+        spawned: list[SpawnedWorker] | None = None,
     ) -> Summary:
         """`evaluate`, also handing each chunk's events, as the graph decoded them, to `decoded`."""
         graph = Graph()
@@ -90,7 +111,8 @@ class Session:
             return waiting
 
         try:
-            summary = await run_evaluation(self.config, collect, progress=progress, pool=self.pool)
+            summary = await run_evaluation(self.run_config(), collect, progress=progress, pool=self.pool,
+                                           spawned=spawned)
         finally:
             self.last_eval_end = time.monotonic()
         # Built in a thread so that the host keeps answering (queries of the old graph
@@ -134,3 +156,13 @@ class Session:
         assert self.graph is not None
         return diff_graphs(old, self.graph)
 
+    def watch(self, extra: tuple[str, ...] = (), initial_sink: EventSink | None = None,
+              spawned: list[SpawnedWorker] | None = None, *, debounce: float | None = None,
+              ) -> contextlib.AbstractAsyncContextManager[trio.MemoryReceiveChannel[WatchUpdate]]:
+        """Evaluates (events to `initial_sink`, with the `spawned` processes), then
+        re-evaluates after every change of the input's files (and of the `extra` paths),
+        yielding a WatchUpdate (its `diff` as diff_once's) per change; see watch.py.
+        WatchError when nothing can be watched."""
+        from .watch import DEBOUNCE, watch_session
+
+        return watch_session(self, extra, initial_sink, spawned, debounce=debounce or DEBOUNCE)
