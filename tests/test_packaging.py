@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -16,19 +15,9 @@ import pytest
 
 from evix_helpers import REPO, nix_bin
 from nix_helpers import nix_instantiate, write_nix
+from tree_copy import source_copy
 
 PIP_TIMEOUT = 600  # seconds: dependencies may come from the index on a cold pip cache
-
-
-def source_copy(dest: Path) -> Path:
-    """The files of the tree git would commit (tracked and new, not ignored), copied to `dest`."""
-    files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, check=True,
-                           capture_output=True, text=True).stdout.split("\0")
-    for name in filter(None, files):
-        if (REPO / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
-    return dest
 
 
 def pip(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
