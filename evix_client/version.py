@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import subprocess
 import sys
-from importlib import metadata
 from typing import Any, NoReturn
 
 PROBE_TIMEOUT = 30.0  # seconds; loading the Nix libraries takes well under one
@@ -18,6 +17,8 @@ PROBE_TIMEOUT = 30.0  # seconds; loading the Nix libraries takes well under one
 
 def evix_version() -> str:
     """The installed distribution's version; "unknown" when running from a tree pip never saw."""
+    from importlib import metadata  # only here: it costs evix's start-up a few milliseconds
+
     try:
         return metadata.version("evix")
     except metadata.PackageNotFoundError:
