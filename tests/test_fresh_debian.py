@@ -1,7 +1,7 @@
 """Both README commands in a brand-new minimal Debian 12 root (issue 13), through
 scripts/check-fresh-debian --quick: debootstrap minbase with git, python3, python3-venv, a git
-clone of this checkout's HEAD, then `scripts/dev example` and `scripts/dev test` (a few quick tests) inside a
-chroot, reusing this machine's Nix build. Skipped, with the script's own
+clone of this checkout's HEAD, then `scripts/dev example` and `scripts/dev test` (a few quick
+tests) inside a chroot, reusing this machine's Nix build. Skipped, with the script's own
 reason, where it cannot run: not root, no debootstrap, no finished Nix build, no mirror."""
 
 from __future__ import annotations
