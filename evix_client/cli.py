@@ -8,14 +8,29 @@ from collections.abc import Callable
 
 from protocol.argtypes import count, positive_count, positive_seconds
 from protocol.config import Arg, ConfigError, EvalConfig
+from protocol.helpformat import ManPageFormatter
 from protocol.remotes import TOKEN_ENV, Remote, parse_systems
 from protocol.loglevel import add_logging_options
 from protocol.query import Filter
+
+from .version import VersionAction
 
 DESCRIPTION = """\
 Evaluate a Nix flake output, file or expression through the Nix C API and stream every
 derivation as one JSON object per line on stdout (logs go to stderr). One broken
 attribute is an error event, never the end of the run.
+"""
+
+MAIN_EPILOG = """\
+`evix COMMAND --help` explains each command, its options, examples and exit statuses.
+
+exit status: 0 on success, 1 on an error (said on stderr), 2 for a usage error; each
+command's --help lists its own.
+
+examples:
+  evix eval --file examples/jobs.nix --workers 2
+  evix --version
+  evix completion bash > ~/.local/share/bash-completion/completions/evix
 """
 
 EVAL_EPILOG = """\
@@ -144,6 +159,10 @@ Prints the matching derivations of the daemon's warm session for this input as N
 as the `evix eval` that made the session; --workers and other run options may differ.
 Filters of one kind are alternatives; different kinds must all match.
 
+exit status: 0 when the query was answered (even with no match), 1 when no daemon answers
+or it has no session for this input, 2 for a usage error, 75 when the daemon stayed at its
+connection limit or went away (run it again).
+
 examples:
   evix eval --flake .#hydraJobs --workers 4 >/dev/null
   evix query --flake .#hydraJobs --system x86_64-linux
@@ -154,6 +173,27 @@ DIFF_EPILOG = """\
 Re-evaluates the input (reading its files as they are now) and prints one JSON object:
 "added" and "removed" derivations by attribute, "changed" (same attribute, new drvPath,
 with oldDrvPath) and the new run's "errors". The new result becomes the warm session.
+
+exit status: 0 when the diff was printed, 1 when no daemon answers, it has no session for
+this input, or the input cannot be loaded, 2 for a usage error, 75 when the daemon stayed
+at its connection limit or went away (run it again).
+
+examples:
+  evix eval --flake .#hydraJobs >/dev/null
+  evix diff --flake .#hydraJobs
+"""
+
+COMPLETION_EPILOG = """\
+Prints a completion script for evix, evixd and evix-eval-jobs, generated from their
+options: subcommands, options, file, directory and flake-reference arguments.
+
+exit status: 0, or 2 for a usage error.
+
+examples:
+  evix completion bash > ~/.local/share/bash-completion/completions/evix
+  evix completion zsh > ~/.zfunc/_evix        # with fpath+=(~/.zfunc) before compinit
+  evix completion fish > ~/.config/fish/completions/evix.fish
+  source <(evix completion bash)              # this shell only
 """
 
 WATCH_EPILOG = """\
@@ -164,7 +204,11 @@ An input that stops loading (syntax error, deleted file) gives a line whose "err
 why, and the watch goes on. Watched: for --file, the directory tree of the file; for
 --flake, its root and every path input in flake.lock (an edit there counts as if the input
 were re-locked; flake.lock itself is never written). Editor swap files, .git and `result`
-links are ignored. --expr and remote flakes cannot be watched. Ctrl-C stops (exit 130).
+links are ignored. --expr and remote flakes cannot be watched.
+
+exit status: runs until stopped: 130 on Ctrl-C (143 SIGTERM, 129 SIGHUP), workers stopped;
+1 when the watch cannot start (nothing on disk to watch) or stdout cannot be written, 2 for a
+usage error, 75 when the daemon went away (run it again), 141 when stdout was closed early.
 
 examples:
   evix watch --file ./jobs.nix
@@ -222,13 +266,16 @@ def take_pair_options(argv: list[str], options: dict[str, str] = PAIR_OPTIONS) -
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="evix", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="evix", description=DESCRIPTION, epilog=MAIN_EPILOG,
+                                     formatter_class=ManPageFormatter)
+    parser.add_argument("--version", action=VersionAction,
+                        help="print evix's version and the Nix version whose C API it is linked against, then exit "
+                             "(exit 1 when that library cannot be loaded)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     def command(name: str, help: str, description: str, epilog: str, *extra: Callable[[argparse.ArgumentParser], None]) -> argparse.ArgumentParser:
         """A subcommand with the option groups every evaluating command shares."""
         p = sub.add_parser(name, help=help, description=description, epilog=epilog,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
+                           formatter_class=ManPageFormatter)
         add_input_options(p)
         for add in extra:
             add(p)
@@ -253,13 +300,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_common_options(wa)
 
     # `evix daemon ...` and `evix eval-jobs ...` are handed to their own parsers before this
-    # one runs (see main.py); registered here so that `evix --help` lists them.
+    # one runs (see main.py); registered here so that `evix --help` lists them, and with
+    # `full_parser` naming those parsers for `evix completion` (completion_model.py).
     sub.add_parser("daemon", help="start the daemon in the background (same as evixd; `evix daemon --help`), "
-                                  "or `evix daemon status|stop`", add_help=False)
+                                  "or `evix daemon status|stop`", add_help=False).set_defaults(
+        full_parser="evixd.daemon.main:build_parser evix_client.daemon_control:build_parser")
     sub.add_parser("worker", help="serve evaluation to masters on other machines over TCP (`evix worker --help`)",
-                   add_help=False)
+                   add_help=False).set_defaults(full_parser="evixd.remote_service.main:build_parser")
     sub.add_parser("eval-jobs", help="nix-eval-jobs' command line and output (same as evix-eval-jobs)",
-                   add_help=False)
+                   add_help=False).set_defaults(full_parser="evix_client.eval_jobs:build_parser")
+    comp = sub.add_parser("completion", help="print a shell completion script (bash, zsh or fish)",
+                          description="Print a shell completion script.", epilog=COMPLETION_EPILOG,
+                          formatter_class=ManPageFormatter)
+    comp.add_argument("shell", choices=("bash", "zsh", "fish"), metavar="SHELL", help="bash, zsh or fish")
     return parser
 
 

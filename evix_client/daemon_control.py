@@ -18,6 +18,7 @@ import orjson
 from protocol import rpc
 from protocol.argtypes import positive_seconds
 from protocol.endpoint import socket_path
+from protocol.helpformat import ManPageFormatter
 from protocol.pidfile import is_running, live_daemon_pid, pid_file_for, read_pid
 
 from .daemon_client import DaemonClient, DaemonError, DaemonUnavailable
@@ -28,15 +29,22 @@ STOP_TIMEOUT = 30.0  # running requests get 5 s, then the workers stop: well wit
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="evix daemon", description="Ask about or stop the evix daemon.")
+    p = argparse.ArgumentParser(prog="evix daemon", description="Ask about or stop the evix daemon.",
+                                formatter_class=ManPageFormatter)
     sub = p.add_subparsers(dest="command", required=True, metavar="{status,stop}")
     st = sub.add_parser("status", help="is a daemon running? pid, version, uptime, sessions, workers",
-                        description="Whether a daemon answers on the socket, and what it holds. "
-                                    f"Exit 0 when it runs, {NOT_RUNNING} when it does not, 1 on an error.")
+                        description="Whether a daemon answers on the socket, and what it holds.",
+                        epilog=f"exit status: 0 when it runs, {NOT_RUNNING} when it does not, 1 on an error, "
+                               "2 for a usage error.\n\nexamples:\n  evix daemon status\n"
+                               "  evix daemon status --json --socket /tmp/evix.sock\n",
+                        formatter_class=ManPageFormatter)
     st.add_argument("--json", action="store_true", help="print the daemon's `status` answer as JSON")
     sp = sub.add_parser("stop", help="stop the daemon and wait until it has exited",
-                        description="Ask the daemon to shut down and wait for its process to exit. "
-                                    "Exit 0 when it stopped or none was running, 1 otherwise.")
+                        description="Ask the daemon to shut down and wait for its process to exit.",
+                        epilog="exit status: 0 when it stopped or none was running, 1 otherwise, "
+                               "2 for a usage error.\n\nexamples:\n  evix daemon stop\n"
+                               "  evix daemon stop --timeout 60\n",
+                        formatter_class=ManPageFormatter)
     sp.add_argument("--timeout", type=positive_seconds, default=STOP_TIMEOUT, metavar="S",
                     help=f"how long to wait for it to exit (default {STOP_TIMEOUT:g})")
     for q in (st, sp):

@@ -12,6 +12,7 @@ import sys
 from protocol import nix_settings
 from protocol.argtypes import positive_count
 from protocol.config import Arg, ConfigError, EvalConfig
+from protocol.helpformat import ManPageFormatter
 
 from .cli import shared_fields, take_pair_options
 
@@ -30,12 +31,6 @@ input (the positional EXPR):
   --flake REF, REF --flake
                         a flake reference; REF#attr selects the root; flakes are evaluated
                         in pure mode unless --impure
-  --override-input PATH REF
-                        replace the input PATH (`dep`, or `dep/sub` for an input of an input)
-  --override-flake ORIGINAL RESOLVED
-                        redirect the indirect reference ORIGINAL (`nixpkgs`) to RESOLVED, as
-                        Nix's flag registry: the flake reference and --override-input references
-                        (inputs already locked in flake.lock keep their lock, as in Nix)
 
 lines on stdout (keys sorted):
   job    {"attr", "attrPath", "name", "system", "drvPath", "outputs", "requiredSystemFeatures"}
@@ -52,6 +47,11 @@ An unknown --option is a warning, as in Nix.
 
 exit status: 0 when the run completed (error lines included); 1 when the input cannot be
 loaded, when a worker died on an attribute (after the rest of the run), or for a usage error.
+
+examples:
+  evix-eval-jobs --workers 4 --flake .#hydraJobs
+  evix-eval-jobs --meta --arg pkgs 'import <nixpkgs> {}' release.nix
+  evix-eval-jobs -E 'import ./jobs.nix { }' --force-recurse --check-cache-status
 """
 
 
@@ -62,7 +62,7 @@ class _Parser(argparse.ArgumentParser):
 
 def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     p = _Parser(prog=prog, description=DESCRIPTION, epilog=EPILOG, allow_abbrev=False,
-                formatter_class=argparse.RawDescriptionHelpFormatter)
+                formatter_class=ManPageFormatter)
     p.add_argument("expr", nargs="?", metavar="EXPR", help="a file (default), an expression (-E) or a flake (--flake)")
     src = p.add_argument_group("input")
     src.add_argument("--flake", action="store_true", help="EXPR is a flake reference")
@@ -72,6 +72,7 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
                      help="pass standard input as the string argument NAME")
     src.add_argument("-I", "--include", action="append", default=[], metavar="PATH",
                      help="add to the lookup path (<nixpkgs>), before NIX_PATH")
+    _add_pair_options(src)
     src.add_argument("--reference-lock-file", metavar="FILE", help="use FILE instead of the flake's flake.lock")
     src.add_argument("--eval-store", metavar="URL", help="the store to write .drv files to")
     src.add_argument("--repair", action="store_true", help="accepted for compatibility (no effect)")
@@ -96,6 +97,23 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     logs.add_argument("--debug", action="store_true", help="debug output on stderr")
     logs.add_argument("--log-format", metavar="FORMAT", help="accepted for compatibility")
     return p
+
+
+def _add_pair_options(group: argparse._ArgumentGroup) -> None:
+    """The options of PAIRS, for --help and completion only: `parse` takes them out of the
+    command line before argparse sees it (their values may start with "-")."""
+    pairs = [("--arg", ("NAME", "EXPR"), "pass a Nix expression to every function met"),
+             ("--argstr", ("NAME", "VALUE"), "pass a string to every function met"),
+             ("--arg-from-file", ("NAME", "FILE"), "pass the contents of FILE as the string argument NAME"),
+             ("--override-input", ("PATH", "REF"),
+              "replace the flake input PATH (`dep`, or `dep/sub` for an input of an input)"),
+             ("--override-flake", ("ORIGINAL", "RESOLVED"),
+              "redirect the indirect reference ORIGINAL (`nixpkgs`) to RESOLVED, as Nix's flag registry: "
+              "in the flake reference and --override-input references (inputs locked in flake.lock keep "
+              "their lock, as in Nix)"),
+             ("--option", ("KEY", "VALUE"), "set a Nix setting (an unknown key is a warning)")]
+    for flag, metavar, text in pairs:
+        group.add_argument(flag, nargs=2, action="append", metavar=metavar, help=text)
 
 
 PAIRS = {"--arg": "arg", "--argstr": "argstr", "--arg-from-file": "arg_from_file",

@@ -46,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"--{dest.replace('_', '-')} does not apply to '{ns.command}'")
         if values:
             getattr(ns, dest).extend(values)
+    if ns.command == "completion":
+        from .completion import script
+
+        sys.stdout.write(script(ns.shell, parser))
+        return 0
     setup_logging(ns.verbose, ns.quiet)
     try:
         if ns.command == "eval":

@@ -25,7 +25,11 @@ def run_worker() -> int:
     """Serves the worker protocol on stdin/stdout; stdout is moved aside so stray output
     from Nix cannot corrupt frames. Returns the exit code."""
     ensure_stack()
-    from .serve import serve
+    try:
+        from .serve import serve
+    except ImportError as e:  # nixffi.NixUnavailableError: its message says how to get the Nix C API
+        print(f"{type(e).__name__}: {e}", file=sys.stderr)
+        return 1
 
     out_fd = os.dup(1)
     os.dup2(2, 1)

@@ -14,8 +14,10 @@ from __future__ import annotations
 import importlib.util
 import re
 import shlex
+import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 from cffi import FFI
@@ -177,17 +179,43 @@ def in_flight_defines() -> str:
     return "".join(f"#define {name} {value}\n" for name, value in module.c_defines().items())
 
 
+HOW_TO_GET_NIX = """\
+To get it: install Nix >= 2.26 with its C API and put its lib/pkgconfig on PKG_CONFIG_PATH
+(on Nix: `nix develop` in evix's source, or evix's flake package). On Debian 12, run
+scripts/bootstrap-nix from evix's source (it builds Nix 2.26.3 into ~/.cache/evix), then:
+  PKG_CONFIG_PATH=~/.cache/evix/nix-2.26.3/lib/pkgconfig pip install .
+(in a clone of evix, `scripts/dev setup` does all of this)."""
+
+
+def cannot_build(why: str, detail: str = "", how: str = HOW_TO_GET_NIX) -> None:
+    """Stops the build with what is missing and how to get it, instead of a tool's raw error."""
+    said = f"\n  ({detail.strip().splitlines()[0]})" if detail.strip() else ""
+    sys.exit(f"nixffi: cannot build evix's Nix bindings: {why}{said}\n{how}")
+
+
 def _pkg_config(*args: str) -> list[str]:
     try:
         out = subprocess.run(["pkg-config", *args, *PKG_CONFIG_MODULES], check=True, capture_output=True, text=True)
     except FileNotFoundError:
-        sys.exit("nixffi: pkg-config not found; install pkgconf")
+        cannot_build("pkg-config is not installed", how="Install it (Debian: apt-get install pkgconf).\n" + HOW_TO_GET_NIX)
     except subprocess.CalledProcessError as e:
-        sys.exit(
-            "nixffi: pkg-config cannot find the Nix C API (nix-expr-c >= 2.26):\n"
-            f"{e.stderr.strip()}\nRun scripts/bootstrap-nix (Debian 12) or install Nix with its C API."
-        )
+        cannot_build("pkg-config finds no Nix C API (nix-expr-c >= 2.26)", f"pkg-config: {e.stderr}")
     return shlex.split(out.stdout)
+
+
+def check_toolchain() -> None:
+    """A C compiler, the Python headers and Nix >= 2.26: each missing one named, with its package."""
+    if subprocess.run(["pkg-config", "--atleast-version=2.26", "nix-expr-c"], capture_output=True).returncode != 0:
+        found = subprocess.run(["pkg-config", "--modversion", "nix-expr-c"], capture_output=True, text=True)
+        cannot_build(f"the Nix C API found is {found.stdout.strip() or 'unknown'}, older than 2.26")
+    compiler = shlex.split(sysconfig.get_config_var("CC") or "cc")[0]
+    if shutil.which(compiler) is None:
+        cannot_build(f"no C compiler ({compiler})", how="Install one (Debian: apt-get install build-essential).")
+    include = sysconfig.get_paths()["include"]
+    if not (Path(include) / "Python.h").exists():
+        version = f"{sys.version_info.major}.{sys.version_info.minor}"
+        cannot_build(f"the Python {version} headers are missing (no {include}/Python.h)",
+                     how=f"Install them (Debian: apt-get install python3-dev, or python{version}-dev).")
 
 
 def _header_text(include_dirs: list[str]) -> str:
@@ -199,7 +227,7 @@ def _header_text(include_dirs: list[str]) -> str:
                 text.append(path.read_text())
                 break
         else:
-            sys.exit(f"nixffi: header {header} not found in {include_dirs}")
+            cannot_build(f"the Nix C API header {header} is not in {include_dirs}")
     return "\n".join(text)
 
 
@@ -231,7 +259,9 @@ def _read_only_shim(build_dir: Path) -> list[str]:
 
 
 def make_ffibuilder() -> FFI:
-    cflags = [f for f in _pkg_config("--cflags") if not f.startswith("-std=")]  # .pc has -std=c++2a
+    cflags_all = _pkg_config("--cflags")  # first: the clearest message when Nix is missing
+    check_toolchain()
+    cflags = [f for f in cflags_all if not f.startswith("-std=")]  # .pc has -std=c++2a
     include_dirs = [f[2:] for f in cflags if f.startswith("-I")]
     libs = _pkg_config("--libs")
     lib_dirs = [f[2:] for f in libs if f.startswith("-L")]

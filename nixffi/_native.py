@@ -11,15 +11,12 @@ import atexit
 from collections.abc import Callable
 from typing import Any
 
-from .errors import NixError, NixUnavailableError
+from .errors import NixError, NixUnavailableError, unavailable_message
 
 try:
     from ._nixlib import ffi, lib
-except ImportError as e:  # pragma: no cover - depends on how the package was installed
-    raise NixUnavailableError(
-        f"nixffi's compiled bindings are missing ({e}). Build them with `python nixffi/_build.py` "
-        "after scripts/bootstrap-nix, or install evix with pip so setuptools builds them."
-    ) from e
+except ImportError as e:  # depends on how evix was installed: the message says what to do
+    raise NixUnavailableError(unavailable_message(e)) from e
 
 __all__ = ["ffi", "lib", "ctx", "check", "raise_error", "read_string", "has_function", "init"]
 

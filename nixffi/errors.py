@@ -29,3 +29,15 @@ class NixError(Exception):
 
 class NixUnavailableError(ImportError):
     """The compiled bindings are missing: the Nix C API was not found when nixffi was built."""
+
+
+HOW_TO_GET_NIX = ("Install Nix >= 2.26 with its C API (pkg-config nix-expr-c; on Debian 12, scripts/bootstrap-nix "
+                  "in evix's source builds it), then reinstall evix (pip install .) or, in a clone, run "
+                  "scripts/dev setup.")
+
+
+def unavailable_message(error: ImportError) -> str:
+    """Why `nixffi._nixlib` does not import, and how to get the Nix C API it needs."""
+    if isinstance(error, ModuleNotFoundError) and error.name == "nixffi._nixlib":
+        return f"nixffi's compiled bindings are missing: this evix was never built against the Nix C API. {HOW_TO_GET_NIX}"
+    return f"nixffi cannot load the Nix C API it was built against ({error}). {HOW_TO_GET_NIX}"

@@ -19,6 +19,7 @@ import trio
 from protocol.argtypes import count, positive_count, positive_seconds, seconds
 from protocol.endpoint import socket_path
 from protocol.environment import WORKER_ENV
+from protocol.helpformat import ManPageFormatter
 from protocol.loglevel import add_logging_options, setup_logging
 
 from evixd.engine.errors import EvixError
@@ -49,6 +50,10 @@ SIGTERM, SIGINT or the `shutdown` method stop it cleanly.
   evix daemon status    is it running? pid, version, uptime, sessions, workers (exit 3: no)
   evix daemon stop      stop it and wait until it has exited
 
+exit status: 0 once a background daemon listens, or after a clean stop in the foreground;
+1 when it cannot start (already running, socket or log file unusable: the daemon's message
+on stderr); 2 for a usage error; 130 on Ctrl-C while waiting for a background start.
+
 examples:
   evix daemon
   evixd --foreground --socket /tmp/evix.sock --max-sessions 4 -v
@@ -58,7 +63,7 @@ examples:
 
 def build_parser(prog: str = "evixd") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=ManPageFormatter)
     p.add_argument("--foreground", action="store_true",
                    help="stay attached to the terminal and log to stderr (default: detach, unless systemd started it)")
     p.add_argument("--socket", metavar="PATH", help="socket path (see below)")

@@ -12,6 +12,7 @@ from pathlib import Path
 import trio
 
 from protocol.argtypes import positive_count, positive_seconds
+from protocol.helpformat import ManPageFormatter
 from protocol.loglevel import add_logging_options, setup_logging
 from protocol.remotes import TOKEN_ENV, EndpointError, split_endpoint
 
@@ -32,6 +33,9 @@ travels in clear text unless TLS is on (--tls-cert/--tls-key; masters then give
 --remote-tls-ca or --remote-tls-fingerprint). Without TLS, listen on loopback, a VPN or an
 SSH tunnel only.
 
+exit status: runs until stopped (130 on Ctrl-C, 143 on SIGTERM); 1 when it cannot listen on the address or load the TLS
+certificate or key; 2 for a usage error (no token, --tls-cert without --tls-key, a bad address).
+
 examples:
   EVIX_REMOTE_TOKEN=s3cret evix worker --listen 0.0.0.0:7357
   evix worker --listen [::]:7357 --token-file /etc/evix/token --tls-cert cert.pem --tls-key key.pem
@@ -42,7 +46,7 @@ examples:
 
 def build_parser(prog: str = "evix worker") -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog=prog, description=DESCRIPTION, epilog=EPILOG,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=ManPageFormatter)
     p.add_argument("--listen", required=True, metavar="HOST:PORT",
                    help="address to listen on: 0.0.0.0:7357, [::]:7357 (IPv6), 127.0.0.1:0 (any free port)")
     auth = p.add_argument_group("authentication")
