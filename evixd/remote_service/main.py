@@ -33,8 +33,9 @@ travels in clear text unless TLS is on (--tls-cert/--tls-key; masters then give
 --remote-tls-ca or --remote-tls-fingerprint). Without TLS, listen on loopback, a VPN or an
 SSH tunnel only.
 
-exit status: runs until stopped (130 on Ctrl-C, 143 on SIGTERM); 1 when it cannot listen on the address or load the TLS
-certificate or key; 2 for a usage error (no token, --tls-cert without --tls-key, a bad address).
+exit status: runs until stopped (130 on Ctrl-C, 143 on SIGTERM); 1 when it cannot listen on
+the address or load the TLS certificate or key; 2 for a usage error (no token, --tls-cert
+without --tls-key, a bad address).
 
 examples:
   EVIX_REMOTE_TOKEN=s3cret evix worker --listen 0.0.0.0:7357
