@@ -8,14 +8,16 @@ an ordinary worker from then on: it reads Setup (which must carry the template's
 answers Ready, and evaluates batches on the pipes the master gave it. The template reaps
 its children and reports how each ended, since the master is not their parent.
 
-Warming (`--warm-template`, off by default): before answering Ready the template evaluates
-the drvPath of the first derivation among the root's children (errors ignored, no event),
-which forces what most packages share (a stdenv and its bootstrap) once instead of once per
-worker. It changes no event: the children evaluate every attribute themselves. But every
-fork inherits what warming kept, and nothing bounds that (Nix starts with a 384 MiB GC heap,
-so a heap cap below it does not hold): an input whose first package is huge would make
-every worker start near the memory limit. So it is a choice, and an item retried alone then
-gets a spawned worker, which has evaluated nothing.
+Warming (on by default; `--no-warm-template` turns it off): before answering Ready the
+template evaluates the drvPath of the first derivation among the root's children (errors
+ignored, no event), which forces what most packages share (a stdenv and its bootstrap) once
+instead of once per worker. It changes no event: the children evaluate every attribute
+themselves. Every fork inherits what warming kept, but --max-memory counts a fork's own
+pages only (protocol/own_memory.py), so that memory is the template's, counted once. The
+template is held to the limit while it warms, as a fresh fork evaluating that item would
+be: it marks the start in its in-flight word, and the master kills it once it has grown by
+more than the limit since (the run then forks from a template that does not warm), so an
+item too big for a worker is never evaluated here instead.
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ from collections.abc import Callable
 import nixffi
 from nixffi.traverse import Kind, classify_child
 from protocol import template, wire
+from protocol.config import EvalConfig
 from protocol.environment import CONTROL_FD_ENV, EVALUATOR_NAME, TEMPLATE_NAME
 from protocol.lifetime import die_with_parent, set_process_name
 
 from .evaluator import Evaluator
-from .serve import FrameReader, in_flight_marker, ready, serve_batches, write_all
+from .serve import FrameReader, cap_gc_heap, in_flight_marker, ready, serve_batches, write_all
 
 
 def warm(root: nixffi.Value) -> None:
@@ -78,13 +81,19 @@ def fork_refusal(root: nixffi.Value, writes_store: bool) -> str | None:
 
 
 def serve_template(frames: FrameReader, out_fd: int, setup_config: bytes, root: nixffi.Value,
-                   evaluator: Callable[[], Evaluator], warm_first: bool, writes_store: bool) -> int:
+                   evaluator: Callable[[], Evaluator], config: EvalConfig, writes_store: bool) -> int:
     """Warms, answers Ready, then forks a worker per request until the master goes away."""
     control = socket.socket(fileno=int(os.environ[CONTROL_FD_ENV]))
     set_process_name(TEMPLATE_NAME)
     refusal = fork_refusal(root, writes_store)
-    if warm_first and refusal is None:
+    if config.warm_template and refusal is None:
+        marker = in_flight_marker()
+        if marker is not None:  # the master watches our growth from now on
+            marker.batch = template.WARMING
+            marker.mark(0)
+        nixffi.limit_gc_heap(nixffi.gc_heap_size() + (config.max_memory_mb << 20))  # what a fresh fork may grow
         warm(root)
+        cap_gc_heap(config)  # forks get the limit on top of the heap they share
     write_all(out_fd, ready())
     reaped_r, reaped_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(reaped_w)

@@ -24,6 +24,9 @@ import orjson
 FORK = b"fork"
 FORK_FDS = 4
 MAX_PACKET = 4096
+WARMING = 0
+"""The batch id a template marks item 0 of in its in-flight word when it starts warming (real
+batches start at 1): from then on the master holds it to the memory limit, as a fresh fork."""
 
 
 @dataclass(frozen=True)

@@ -8,13 +8,15 @@ which is its parent.
 
 If the template cannot fork (it says so once), the rest of the run falls back to spawned
 workers. If the template dies, the next worker starts a new one. An item retried alone
-gets a spawned worker when the template warmed: a fork shares what warming evaluated.
+gets a fork too, warmed or not: the memory limit counts a fork's own pages, not the ones it
+shares with the template (protocol/own_memory.py), so a fork is as fresh as a new process.
 """
 
 from __future__ import annotations
 
 import array
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -26,7 +28,7 @@ from protocol import template
 from protocol.config import EvalConfig
 from protocol.in_flight import InFlightWord
 
-from .errors import WorkerStartError
+from .errors import WarmingStopped, WorkerStartError
 from .local_worker import LocalWorker, SpawnedWorkers
 from .worker import WorkerSource
 
@@ -156,19 +158,31 @@ class ForkedWorkers(WorkerSource):
                 if self._template is not None:
                     await self._template.aclose()
                     self._template = None
-                process = await self.processes.start()
-                try:
-                    await process.setup(self.config, template=True)
-                except BaseException:
-                    await process.aclose()
-                    raise
+                process = await self._start_template()
                 self._template = Template(process, self.nursery)
                 self.nursery.start_soon(self._template.listen)
             return self._template
 
+    async def _start_template(self) -> LocalWorker:
+        """A template set up for our config; one that passes the memory limit while warming
+        is replaced by one that does not warm, for the rest of the run (and its forks)."""
+        while True:
+            process = await self.processes.start()
+            try:
+                await process.setup(self.config, template=True)
+            except WarmingStopped as e:
+                await process.aclose()
+                log.info("%s; forking from a template that does not warm", e)
+                self.config = dataclasses.replace(self.config, warm_template=False)
+                continue
+            except BaseException:
+                await process.aclose()
+                raise
+            return process
+
     @contextlib.asynccontextmanager
     async def open(self, *, fresh: bool = False) -> AsyncIterator[LocalWorker]:
-        if (fresh and self.config.warm_template) or not self.forking:  # a warmed template's forks are not fresh
+        if not self.forking:
             async with self.processes.open() as worker:
                 yield worker
             return

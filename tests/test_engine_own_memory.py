@@ -1,0 +1,82 @@
+"""--max-memory counts a worker's own memory: a fork is not charged for the pages it shares
+with its template (the loaded input, a warmed stdenv), and warming changes no event."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from evix_helpers import eval_locally, nix_bin
+from evixd.engine import Session
+from protocol.config import EvalConfig
+
+FIXTURES = Path(__file__).parent / "fixtures"
+LIMIT_MB = 150
+
+# `n` forces `big`, a list that takes ~240 MiB (2x: ~110 MiB). The big input forces it while
+# loading, so the template holds it and every fork starts with it in its RSS; the other one
+# forces it in its first derivation, the one a warming template evaluates. The 300 packages
+# after it need little each.
+def _let(elements: int) -> str:
+    return (f'let mk = name: derivation {{ inherit name; system = "x86_64-linux"; builder = "/bin/sh"; }};'
+            f" big = builtins.genList (j: {{ a = j; }}) {elements}; n = builtins.foldl' (acc: x: acc + x.a) 0 big;")
+
+
+PACKAGES = 'builtins.listToAttrs (builtins.genList (i: { name = "p${toString i}"; value = mk "p${toString i}"; }) 300)'
+BIG_INPUT = f"{_let(1500000)} in builtins.seq n ({PACKAGES})"
+BIG_FIRST = f'{_let(700000)} in {{ a0 = mk "a0-${{toString n}}"; }} // {PACKAGES}'
+
+
+def _peak_rss_mib(let: str) -> float:
+    """The peak RSS of a plain nix-instantiate forcing `n` (os.wait4)."""
+    proc = subprocess.Popen([nix_bin("nix-instantiate"), "--eval", "-E", f"{let} in n"], stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(proc.pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    return usage.ru_maxrss / 1024
+
+
+async def _run(path: Path, **how) -> Session:
+    session = await Session.open(EvalConfig(file=str(path), max_memory_mb=LIMIT_MB, **how))
+    await session.evaluate()
+    return session
+
+
+async def test_a_fork_is_not_charged_for_the_input_its_template_loaded(tmp_path: Path):
+    f = tmp_path / "big-input.nix"
+    f.write_text(BIG_INPUT)
+    assert _peak_rss_mib(_let(1500000)) > LIMIT_MB + 50  # a process holding the input is far over the limit
+    session = await _run(f)
+    s = session.last_summary
+    assert len(session.graph.derivations) == 300 and not session.graph.errors
+    # charged by RSS, every fork would start over the limit and be recycled after one item
+    assert (s.workers_started, s.recycled, s.worker_deaths) == (1, 0, 0)
+
+
+async def test_forks_of_a_warmed_template_are_not_charged_for_what_it_warmed(tmp_path: Path, caplog):
+    f = tmp_path / "big-first.nix"
+    f.write_text(BIG_FIRST)
+    assert _peak_rss_mib(_let(700000)) > LIMIT_MB  # one process holding what a0 needs is over the limit
+    with caplog.at_level(logging.INFO, logger="evix.template"):
+        warmed = await _run(f, workers=2)
+    assert not [r for r in caplog.records if "does not warm" in r.getMessage()]  # it did warm
+    s = warmed.last_summary
+    assert (s.recycled, s.worker_deaths) == (0, 0) and s.workers_started == 2
+    cold = await _run(f, workers=2, warm_template=False)
+    assert len(warmed.graph.derivations) == 301
+    assert {a: r.drv_path for a, r in warmed.graph.derivations.items()} == \
+        {a: r.drv_path for a, r in cold.graph.derivations.items()}
+
+
+@pytest.mark.parametrize("fixture", ["jobs.nix", "broken.nix", "cycles.nix", "functions.nix", "meta_errors.nix",
+                                     "eval_jobs/jobs.nix", "eval_jobs/aggregates.nix"])
+def test_warming_changes_no_event(fixture: str):
+    path = str(FIXTURES / fixture)
+    runs = [eval_locally("--file", path, "--workers", "2", "--meta", warm, timeout=300)
+            for warm in ("--warm-template", "--no-warm-template")]
+    assert runs[0].code == runs[1].code
+    assert runs[0].events, runs[0].stderr
+    assert sorted(runs[0].stdout.splitlines()) == sorted(runs[1].stdout.splitlines())
