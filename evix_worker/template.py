@@ -8,16 +8,16 @@ an ordinary worker from then on: it reads Setup (which must carry the template's
 answers Ready, and evaluates batches on the pipes the master gave it. The template reaps
 its children and reports how each ended, since the master is not their parent.
 
-Warming (on by default; `--no-warm-template` turns it off): before answering Ready the
-template evaluates the drvPath of the first derivation among the root's children (errors
-ignored, no event), which forces what most packages share (a stdenv and its bootstrap) once
-instead of once per worker. It changes no event: the children evaluate every attribute
-themselves. Every fork inherits what warming kept, but --max-memory counts a fork's own
-pages only (protocol/own_memory.py), so that memory is the template's, counted once. The
-template is held to the limit while it warms, as a fresh fork evaluating that item would
-be: it marks the start in its in-flight word, and the master kills it once it has grown by
-more than the limit since (the run then forks from a template that does not warm), so an
-item too big for a worker is never evaluated here instead.
+Warming (on by default; `--no-warm-template` turns it off; warming.py): before answering
+Ready the template evaluates the first derivation, and later, on the master's request, items
+that made a worker pass the memory limit, so that its forks share what they forced. No
+event changes: the children evaluate every attribute themselves. --max-memory counts a
+fork's own pages only (protocol/own_memory.py), so that memory is the template's, counted
+once; the master holds the template to the limit and --timeout while it warms, as it would
+a fresh fork evaluating that item, so an item too big for a worker is never evaluated here
+instead. Past the limit the template is killed: before Ready, the run then forks from one
+that does not warm; later, its forks end with it (their items are requeued), a new template
+starts and the item is left to the workers.
 """
 
 from __future__ import annotations
@@ -30,30 +30,14 @@ import sys
 from collections.abc import Callable
 
 import nixffi
-from nixffi.traverse import Kind, classify_child
 from protocol import template, wire
 from protocol.config import EvalConfig
 from protocol.environment import CONTROL_FD_ENV, EVALUATOR_NAME, TEMPLATE_NAME
 from protocol.lifetime import die_with_parent, set_process_name
 
 from .evaluator import Evaluator
-from .serve import FrameReader, cap_gc_heap, in_flight_marker, ready, serve_batches, write_all
-
-
-def warm(root: nixffi.Value) -> None:
-    """Forces the drvPath of the first child of `root` that is a derivation (see above)."""
-    try:
-        names = root.names()
-    except nixffi.NixError:
-        return
-    for name in names[:8]:
-        try:
-            kind, value = classify_child(root, name.encode("utf-8", "surrogateescape"), False)
-            if kind == Kind.DERIVATION and value is not None:
-                value.get("drvPath").force()
-                return
-        except nixffi.NixError:
-            continue
+from .serve import FrameReader, in_flight_marker, ready, serve_batches, write_all
+from .warming import Warmer
 
 
 def fork_refusal(root: nixffi.Value, writes_store: bool) -> str | None:
@@ -86,14 +70,9 @@ def serve_template(frames: FrameReader, out_fd: int, setup_config: bytes, root: 
     control = socket.socket(fileno=int(os.environ[CONTROL_FD_ENV]))
     set_process_name(TEMPLATE_NAME)
     refusal = fork_refusal(root, writes_store)
+    warmer = Warmer(root, config)
     if config.warm_template and refusal is None:
-        marker = in_flight_marker()
-        if marker is not None:  # the master watches our growth from now on
-            marker.batch = template.WARMING
-            marker.mark(0)
-        nixffi.limit_gc_heap(nixffi.gc_heap_size() + (config.max_memory_mb << 20))  # what a fresh fork may grow
-        warm(root)
-        cap_gc_heap(config)  # forks get the limit on top of the heap they share
+        warmer.first()
     write_all(out_fd, ready())
     reaped_r, reaped_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(reaped_w)
@@ -115,11 +94,14 @@ def serve_template(frames: FrameReader, out_fd: int, setup_config: bytes, root: 
                 packet, fds, _, _ = socket.recv_fds(control, template.MAX_PACKET, template.FORK_FDS)
                 if not packet:
                     return 0
-                child = template.ForkFailed(refusal) if refusal is not None else _fork(
-                    fds, setup_config, evaluator, (control, selector, reaped_r, reaped_w, in_fd, out_fd))
+                if packet.startswith(template.WARM):
+                    reply: template.TemplateEvent = template.Warmed(warmer.request(template.decode_warm(packet)))
+                else:
+                    reply = template.ForkFailed(refusal) if refusal is not None else _fork(
+                        fds, setup_config, evaluator, (control, selector, reaped_r, reaped_w, in_fd, out_fd))
                 for fd in fds:
                     os.close(fd)
-                control.send(template.encode_event(child))
+                control.send(template.encode_event(reply))
 
 
 def _master_gone(frames: FrameReader) -> bool:

@@ -8,11 +8,16 @@ import os
 import subprocess
 from pathlib import Path
 
+import orjson
 import pytest
+import trio
 
 from evix_helpers import eval_locally, nix_bin
 from evixd.engine import Session
+from evixd.engine.local_worker import SpawnedWorkers
+from evixd.engine.template import ForkedWorkers
 from protocol.config import EvalConfig
+from protocol.own_memory import read_uss
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LIMIT_MB = 150
@@ -80,3 +85,32 @@ def test_warming_changes_no_event(fixture: str):
     assert runs[0].code == runs[1].code
     assert runs[0].events, runs[0].stderr
     assert sorted(runs[0].stdout.splitlines()) == sorted(runs[1].stdout.splitlines())
+
+
+async def _fork_evaluating(config: EvalConfig, attr: str, warm: bool) -> tuple[int, bytes]:
+    """(own memory in bytes, events) of a fresh fork that evaluated `attr` alone, after the
+    template was asked to warm it or not."""
+    async with trio.open_nursery() as nursery:
+        source = ForkedWorkers(config, nursery, SpawnedWorkers(config, nursery))
+        try:
+            if warm:
+                await source.warm((attr,))
+            async with source.open(fresh=True) as worker:
+                await worker.send_batch(1, orjson.dumps([[[], [attr]]]))
+                result = await worker.receive_result(1)
+                own, _ = read_uss(worker.pid)
+        finally:
+            await source.aclose()
+        nursery.cancel_scope.cancel()
+    return own, result.events
+
+
+async def test_a_heavy_item_the_template_warmed_costs_later_forks_nothing(tmp_path: Path):
+    f = tmp_path / "heavy.nix"
+    f.write_text(f'{_let(1500000)} in {{ a0 = mk "a0"; v0 = mk "v0-${{toString n}}"; }}')
+    config = EvalConfig(file=str(f), max_memory_mb=1024).resolved().validate()
+    cold, cold_events = await _fork_evaluating(config, "v0", warm=False)
+    warmed, warm_events = await _fork_evaluating(config, "v0", warm=True)
+    assert cold > 150 << 20  # evaluating v0 needs `big`
+    assert warmed < 50 << 20  # the template evaluated it: the fork shares it
+    assert warm_events == cold_events and b'"v0"' in warm_events

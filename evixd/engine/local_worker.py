@@ -183,7 +183,7 @@ class LocalWorker(Worker):
             return await self._reader.read()
         frame: bytes | None = None
         async with trio.open_nursery() as nursery:
-            nursery.start_soon(self._warming_watchdog)
+            nursery.start_soon(self.watch_warming, 0)
             try:
                 frame = await self._reader.read()
             except (EOFError, *_GONE):
@@ -262,12 +262,12 @@ class LocalWorker(Worker):
                     self._kill(f"evaluation timed out after {timeout:g} s; worker killed")
                     return
 
-    async def _warming_watchdog(self) -> None:
-        """Waits for the template to mark that warming began, then kills it once its own
-        memory has grown by more than --max-memory since, or warming took more than --timeout
-        (as a worker evaluating that item would be)."""
+    async def watch_warming(self, step: int) -> None:
+        """Waits for the template to mark that its warming `step` began, then kills it once
+        its own memory has grown by more than --max-memory since, or warming took more than
+        --timeout (as a worker evaluating that item would be)."""
         assert self._in_flight is not None
-        while self._in_flight.item_of(template_channel.WARMING) is None:
+        while self._in_flight.item_of(template_channel.WARMING) != step:
             await trio.sleep(WATCHDOG_PERIOD / 4)
         began = time.monotonic()
         try:

@@ -34,6 +34,8 @@ from .worker import WorkerSource
 
 log = logging.getLogger("evix.template")
 
+MAX_WARMS = 8  # heavy items a run's template evaluates for its forks, beyond its first derivation
+
 
 class ForkedProcess:
     """A worker forked by a template: alive until the template reports its exit."""
@@ -67,7 +69,8 @@ class Template:
         process.control = None  # ours now (closed in aclose)
         self.children: dict[int, ForkedProcess] = {}
         self.alive = True
-        self._lock = trio.Lock()  # one fork request at a time: replies come in request order
+        self._lock = trio.Lock()  # one request at a time: replies come in request order
+        self._warms = 0  # warm requests sent (the template's step 0 is its first warming)
         self._replies_send, self._replies = trio.open_memory_channel[template.TemplateEvent](1)
 
     async def listen(self) -> None:
@@ -121,6 +124,27 @@ class Template:
             child = self.children[reply.pid] = ForkedProcess(reply.pid)
         return LocalWorker(child, *ours, word, self.nursery)
 
+    async def warm(self, attr_path: list[str]) -> None:
+        """Has the template evaluate `attr_path` for its later forks (evix_worker/warming.py),
+        held to the memory limit and --timeout meanwhile: killed past them, it has ended
+        (its forks end with it and their items go back to the queue)."""
+        packet = template.encode_warm(attr_path)
+        if len(packet) > template.MAX_PACKET:
+            return
+        async with self._lock:
+            if not self.alive:
+                return
+            self._warms += 1
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.process.watch_warming, self._warms)
+                try:
+                    await self.control.send(packet)
+                    await self._replies.receive()
+                except (trio.EndOfChannel, trio.BrokenResourceError, OSError):
+                    pass
+                finally:
+                    nursery.cancel_scope.cancel()
+
     async def aclose(self) -> None:
         await self.process.aclose()  # its children get SIGKILL from the kernel (die_with_parent)
         self.control.close()
@@ -151,6 +175,7 @@ class ForkedWorkers(WorkerSource):
         self.forking = config.fork_workers
         self._template: Template | None = None
         self._starting = trio.Lock()
+        self._warmed: set[tuple[str, ...]] = set()
 
     async def _get_template(self) -> Template:
         async with self._starting:
@@ -197,6 +222,17 @@ class ForkedWorkers(WorkerSource):
         async with worker:
             await worker.setup(self.config)
             yield worker
+
+    async def warm(self, attr_path: tuple[str, ...]) -> None:
+        """Has the template evaluate a heavy item (once each, MAX_WARMS per run), so that the
+        forks made afterwards share it: with a memory limit, the item that made a worker pass
+        it is typically one of a set built on its own bootstrap, which its siblings share."""
+        if not (self.forking and self.config.warm_template) or attr_path in self._warmed:
+            return
+        if len(self._warmed) >= MAX_WARMS:
+            return
+        self._warmed.add(attr_path)
+        await (await self._get_template()).warm(list(attr_path))
 
     async def aclose(self) -> None:
         if self._template is not None:
