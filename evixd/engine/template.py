@@ -176,6 +176,7 @@ class ForkedWorkers(WorkerSource):
         self._template: Template | None = None
         self._starting = trio.Lock()
         self._warmed: set[tuple[str, ...]] = set()
+        self._warm_killed = False
 
     async def _get_template(self) -> Template:
         async with self._starting:
@@ -229,10 +230,14 @@ class ForkedWorkers(WorkerSource):
         it is typically one of a set built on its own bootstrap, which its siblings share."""
         if not (self.forking and self.config.warm_template) or attr_path in self._warmed:
             return
-        if len(self._warmed) >= MAX_WARMS:
+        if len(self._warmed) >= MAX_WARMS or self._warm_killed:
             return
         self._warmed.add(attr_path)
-        await (await self._get_template()).warm(list(attr_path))
+        tpl = await self._get_template()
+        await tpl.warm(list(attr_path))
+        if not tpl.alive:  # killed for it: its siblings would be too, each costing a new template
+            log.info("the template passed the limit warming %s; no more warming this run", ".".join(attr_path))
+            self._warm_killed = True
 
     async def aclose(self) -> None:
         if self._template is not None:
