@@ -114,3 +114,15 @@ async def test_a_heavy_item_the_template_warmed_costs_later_forks_nothing(tmp_pa
     assert cold > 150 << 20  # evaluating v0 needs `big`
     assert warmed < 50 << 20  # the template evaluated it: the fork shares it
     assert warm_events == cold_events and b'"v0"' in warm_events
+
+
+def test_warming_is_held_to_the_timeout(tmp_path: Path):
+    f = tmp_path / "slow-first.nix"  # a0 takes a second or more; b is instant
+    f.write_text('let mk = name: derivation { inherit name; system = "x86_64-linux"; builder = "/bin/sh"; };'
+                 ' slow = builtins.length (builtins.filter (x: x == 1) (builtins.genList (x: x) 6000000));'
+                 ' in { a0 = mk "a0-${toString slow}"; b = mk "b"; }')
+    runs = [eval_locally("--file", str(f), "--timeout", "0.3", warm, timeout=300)
+            for warm in ("--warm-template", "--no-warm-template")]
+    assert "timed out" in runs[0].errors()["a0"]["error"]  # not evaluated by the template instead
+    assert set(runs[0].derivations()) == {"b"}
+    assert sorted(runs[0].stdout.splitlines()) == sorted(runs[1].stdout.splitlines())
