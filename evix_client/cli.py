@@ -109,16 +109,20 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     r.add_argument("--workers", type=count, default=d.workers, metavar="N",
                    help=f"local worker processes (default {d.workers}; 0 with --remote: remote workers only)")
     r.add_argument("--max-memory", type=positive_count, default=d.max_memory_mb, metavar="MB",
-                   help=f"per-worker memory limit in MiB; a worker over it is replaced (default {d.max_memory_mb})")
+                   help="per-worker memory limit in MiB: a worker whose own memory (pages it shares with no other "
+                        "process; a fork's pages shared with the template it came from are the template's) passes "
+                        f"it is replaced (default {d.max_memory_mb})")
     r.add_argument("--timeout", type=positive_seconds, default=None, metavar="SECONDS",
                    help="per-attribute time limit; an attribute over it gets an error event")
     r.add_argument("--gc-roots-dir", metavar="DIR", help="register a GC root for every evaluated derivation")
     r.add_argument("--no-fork", dest="fork_workers", action="store_false",
                    help="start every worker as a new process that loads the input itself, instead of forking "
                         "it from one process that loaded it once (slower restarts; for debugging)")
-    r.add_argument("--warm-template", action="store_true",
-                   help="let the process that forks the workers evaluate one derivation first, so that what "
-                        "packages share (a stdenv) is evaluated once; every worker then starts with that memory")
+    r.add_argument("--warm-template", action=argparse.BooleanOptionalAction, default=d.warm_template,
+                   help="let the process that forks the workers evaluate one derivation first (and, under a memory "
+                        "limit, each attribute that passed it), so that what packages share (a stdenv) is "
+                        "evaluated once and every worker starts with it; its memory "
+                        "is the template's, counted once, not each worker's (default: on)")
     add_remote_options(p)
 
 

@@ -89,7 +89,8 @@ def build_parser(prog: str = PROG) -> argparse.ArgumentParser:
     run = p.add_argument_group("workers")
     run.add_argument("--workers", type=positive_count, default=1, metavar="N", help="worker processes (default 1)")
     run.add_argument("--max-memory-size", type=positive_count, default=4096, metavar="MiB",
-                     help="per-worker memory limit (default 4096)")
+                     help="per-worker memory limit: the pages a worker shares with no other process "
+                          "(default 4096)")
     run.add_argument("--gc-roots-dir", metavar="DIR", help="a GC root for every derivation")
     logs = p.add_argument_group("logging")
     logs.add_argument("-v", "--verbose", action="count", default=0, help="more output on stderr (errors too)")

@@ -24,6 +24,7 @@ from nixffi import NixError, ValueType
 from nixffi.traverse import HAS_AGGREGATE, HAS_FEATURES, HAS_META, Kind, attr_names_json, classify, classify_child, derivation_json
 from protocol.config import EvalConfig
 from protocol.events import attrset_event, derivation_event, error_event, format_attr, quote_attr
+from protocol.own_memory import OwnMemory
 
 from . import drvfile, gcroots, job_fields
 from .meta import lenient_meta, strict_meta
@@ -53,7 +54,8 @@ class Evaluator:
         self.config = config
         self.apply = apply  # the --apply function
         self.sets: dict[tuple[str, ...], nixffi.Value] = {(): root}
-        self.limit_kib = config.max_memory_mb * 1024
+        self.limit = config.max_memory_mb << 20
+        self.memory = OwnMemory()  # made in the worker (after a fork): its own pages, not the template's
         self.expand_all = config.force_recurse
         self.recycling = False
         self._auto_args: nixffi.Value | None = None  # the --arg/--argstr set, made at the first function
@@ -90,7 +92,7 @@ class Evaluator:
                     out.recycle = self.recycling = True
                     return out
                 out.done += 1
-                if peak_rss_kib() > self.limit_kib:
+                if self.memory.exceeds(self.limit, peak_rss_kib() << 10):
                     out.recycle = self.recycling = True
                     return out
         return out

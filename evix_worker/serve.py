@@ -85,19 +85,24 @@ def serve(in_fd: int, out_fd: int) -> int:
     except (LoadError, ConfigError) as e:
         write_all(out_fd, wire.encode_response(wire.Fatal(str(e))))
         return 1
-    # A backstop for allocations too fast for the master's RSS watchdog: past it Nix fails
-    # with std::bad_alloc on the attribute. Set after loading, so a small limit never stops
-    # the input from loading; recycling (RSS over the limit) stays the normal path.
-    limit = config.max_memory_mb << 20
-    nixffi.limit_gc_heap(max(2 * limit, nixffi.gc_heap_size() + limit))
+    cap_gc_heap(config)
     if setup.template:
         from .template import serve_template
 
         return serve_template(frames, out_fd, setup.config, root, lambda: Evaluator(root, config, apply),
-                              config.warm_template, not config.no_instantiate)
+                              config, not config.no_instantiate)
     set_process_name(EVALUATOR_NAME)
     write_all(out_fd, ready(root.state.store.store_dir))
     return serve_batches(frames, out_fd, Evaluator(root, config, apply), in_flight_marker())
+
+
+def cap_gc_heap(config: EvalConfig) -> None:
+    """A backstop for allocations too fast for the master's watchdog: past it Nix fails with
+    std::bad_alloc on the attribute. Set after loading (and again after a template warmed),
+    so a small limit never stops the input from loading and a fork gets the limit on top of
+    the heap it shares; recycling (own memory over the limit) stays the normal path."""
+    limit = config.max_memory_mb << 20
+    nixffi.limit_gc_heap(max(2 * limit, nixffi.gc_heap_size() + limit))
 
 
 def ready(store_dir: str = "") -> bytes:

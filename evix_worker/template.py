@@ -8,14 +8,16 @@ an ordinary worker from then on: it reads Setup (which must carry the template's
 answers Ready, and evaluates batches on the pipes the master gave it. The template reaps
 its children and reports how each ended, since the master is not their parent.
 
-Warming (`--warm-template`, off by default): before answering Ready the template evaluates
-the drvPath of the first derivation among the root's children (errors ignored, no event),
-which forces what most packages share (a stdenv and its bootstrap) once instead of once per
-worker. It changes no event: the children evaluate every attribute themselves. But every
-fork inherits what warming kept, and nothing bounds that (Nix starts with a 384 MiB GC heap,
-so a heap cap below it does not hold): an input whose first package is huge would make
-every worker start near the memory limit. So it is a choice, and an item retried alone then
-gets a spawned worker, which has evaluated nothing.
+Warming (on by default; `--no-warm-template` turns it off; warming.py): before answering
+Ready the template evaluates the first derivation, and later, on the master's request, items
+that made a worker pass the memory limit, so that its forks share what they forced. No
+event changes: the children evaluate every attribute themselves. --max-memory counts a
+fork's own pages only (protocol/own_memory.py), so that memory is the template's, counted
+once; the master holds the template to the limit and --timeout while it warms, as it would
+a fresh fork evaluating that item, so an item too big for a worker is never evaluated here
+instead. Past the limit the template is killed: before Ready, the run then forks from one
+that does not warm; later, its forks end with it (their items are requeued), a new template
+starts and the item is left to the workers.
 """
 
 from __future__ import annotations
@@ -28,29 +30,14 @@ import sys
 from collections.abc import Callable
 
 import nixffi
-from nixffi.traverse import Kind, classify_child
 from protocol import template, wire
+from protocol.config import EvalConfig
 from protocol.environment import CONTROL_FD_ENV, EVALUATOR_NAME, TEMPLATE_NAME
 from protocol.lifetime import die_with_parent, set_process_name
 
 from .evaluator import Evaluator
 from .serve import FrameReader, in_flight_marker, ready, serve_batches, write_all
-
-
-def warm(root: nixffi.Value) -> None:
-    """Forces the drvPath of the first child of `root` that is a derivation (see above)."""
-    try:
-        names = root.names()
-    except nixffi.NixError:
-        return
-    for name in names[:8]:
-        try:
-            kind, value = classify_child(root, name.encode("utf-8", "surrogateescape"), False)
-            if kind == Kind.DERIVATION and value is not None:
-                value.get("drvPath").force()
-                return
-        except nixffi.NixError:
-            continue
+from .warming import Warmer
 
 
 def fork_refusal(root: nixffi.Value, writes_store: bool) -> str | None:
@@ -78,13 +65,14 @@ def fork_refusal(root: nixffi.Value, writes_store: bool) -> str | None:
 
 
 def serve_template(frames: FrameReader, out_fd: int, setup_config: bytes, root: nixffi.Value,
-                   evaluator: Callable[[], Evaluator], warm_first: bool, writes_store: bool) -> int:
+                   evaluator: Callable[[], Evaluator], config: EvalConfig, writes_store: bool) -> int:
     """Warms, answers Ready, then forks a worker per request until the master goes away."""
     control = socket.socket(fileno=int(os.environ[CONTROL_FD_ENV]))
     set_process_name(TEMPLATE_NAME)
     refusal = fork_refusal(root, writes_store)
-    if warm_first and refusal is None:
-        warm(root)
+    warmer = Warmer(root, config)
+    if config.warm_template and refusal is None:
+        warmer.first()
     write_all(out_fd, ready(root.state.store.store_dir))
     reaped_r, reaped_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
     signal.set_wakeup_fd(reaped_w)
@@ -106,12 +94,15 @@ def serve_template(frames: FrameReader, out_fd: int, setup_config: bytes, root: 
                 packet, fds, _, _ = socket.recv_fds(control, template.MAX_PACKET, template.FORK_FDS)
                 if not packet:
                     return 0
-                child = template.ForkFailed(refusal) if refusal is not None else _fork(
-                    fds, setup_config, evaluator, (control, selector, reaped_r, reaped_w, in_fd, out_fd),
-                    root.state.store.store_dir)
+                if packet.startswith(template.WARM):
+                    reply: template.TemplateEvent = template.Warmed(warmer.request(template.decode_warm(packet)))
+                else:
+                    reply = template.ForkFailed(refusal) if refusal is not None else _fork(
+                        fds, setup_config, evaluator, (control, selector, reaped_r, reaped_w, in_fd, out_fd),
+                        root.state.store.store_dir)
                 for fd in fds:
                     os.close(fd)
-                control.send(template.encode_event(child))
+                control.send(template.encode_event(reply))
 
 
 def _master_gone(frames: FrameReader) -> bool:

@@ -80,7 +80,7 @@ class EvalConfig:
     worker_command: tuple[str, ...] | None = field(default=None, compare=False)
     eval_store: str | None = None  # the store .drv files are written to (default: Nix's `store`)
     fork_workers: bool = True  # from a template that loaded the input once; False: a fresh process each
-    warm_template: bool = False  # the template evaluates a first derivation before forking
+    warm_template: bool = True  # the template evaluates a first derivation before forking (evix_worker/template.py)
     # remote workers (`evix worker --listen`), beside the local ones (protocol/remotes.py):
     remotes: tuple[Remote, ...] = ()
     remote_token: str | None = field(default=None, repr=False)

@@ -6,8 +6,11 @@ evaluation workers. The channel is a SOCK_SEQPACKET socket pair, one message per
     master -> template   b"fork" with four fds attached (SCM_RIGHTS), in this order:
                          the child's stdin (read end), stdout (write end), stderr (write end)
                          and its in-flight word (memfd)
+                         b"warm" + a JSON attribute path: evaluate that attribute's drvPath
+                         now (errors ignored), so that later forks share what it forced
     template -> master   {"forked": pid}                  the child runs, in request order
                          {"failed": message}              fork() itself failed
+                         {"warmed": step}                 done warming (step: see WARMING)
                          {"exited": pid, "status": raw}   a child ended (os.waitpid status)
 
 The child then speaks the worker protocol on its own pipes, beginning with Setup (which must
@@ -24,6 +27,11 @@ import orjson
 FORK = b"fork"
 FORK_FDS = 4
 MAX_PACKET = 4096
+WARM = b"warm"
+WARMING = 0
+"""The batch id a template marks in its in-flight word when it starts warming (real batches
+start at 1), item k for its k-th warming (0: before Ready, then one per warm request): from
+then on the master holds it to the memory limit, as a fresh fork evaluating that item."""
 
 
 @dataclass(frozen=True)
@@ -37,12 +45,17 @@ class ForkFailed:
 
 
 @dataclass(frozen=True)
+class Warmed:
+    step: int
+
+
+@dataclass(frozen=True)
 class Exited:
     pid: int
     status: int  # as os.waitpid reports it
 
 
-TemplateEvent = Forked | ForkFailed | Exited
+TemplateEvent = Forked | ForkFailed | Warmed | Exited
 
 
 def encode_event(event: TemplateEvent) -> bytes:
@@ -50,6 +63,8 @@ def encode_event(event: TemplateEvent) -> bytes:
         return orjson.dumps({"forked": event.pid})
     if isinstance(event, ForkFailed):
         return orjson.dumps({"failed": event.message})
+    if isinstance(event, Warmed):
+        return orjson.dumps({"warmed": event.step})
     return orjson.dumps({"exited": event.pid, "status": event.status})
 
 
@@ -61,6 +76,23 @@ def decode_event(packet: bytes) -> TemplateEvent:
             return Forked(int(d["forked"]))
         if "failed" in d:
             return ForkFailed(str(d["failed"]))
+        if "warmed" in d:
+            return Warmed(int(d["warmed"]))
         return Exited(int(d["exited"]), int(d["status"]))
     except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as e:
         raise ValueError(f"not a template event: {packet[:80]!r}") from e
+
+
+def encode_warm(path: list[str]) -> bytes:
+    return WARM + orjson.dumps(path)
+
+
+def decode_warm(packet: bytes) -> list[str]:
+    """The attribute path of a warm request; ValueError when it is not one."""
+    try:
+        path = orjson.loads(packet[len(WARM):])
+    except orjson.JSONDecodeError as e:
+        raise ValueError(f"not a warm request: {packet[:80]!r}") from e
+    if not packet.startswith(WARM) or not isinstance(path, list) or not all(isinstance(n, str) for n in path):
+        raise ValueError(f"not a warm request: {packet[:80]!r}")
+    return path

@@ -19,6 +19,10 @@ class WorkerStartError(EvixError):
         self.fatal = fatal
 
 
+class WarmingStopped(WorkerStartError):
+    """The template passed --max-memory or --timeout while warming: start it again without warming."""
+
+
 class SessionError(EvixError):
     """A session operation that cannot be done (no warm graph, stream already used...)."""
 

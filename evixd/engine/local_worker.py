@@ -23,15 +23,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any, NoReturn, Protocol
 
 import orjson
-import psutil
 import trio
 
 from evixd.worker_launch import SpawnedWorker, spawn
+from protocol import template as template_channel
 from protocol import wire
 from protocol.config import EvalConfig
 from protocol.in_flight import InFlightWord
 
-from .errors import WorkerStartError
+from .errors import WarmingStopped, WorkerStartError
+from .memory_watch import Gone, MemoryWatch
 from .oom import oom_kills
 from .worker import Worker, WorkerDied, WorkerSource
 
@@ -121,7 +122,7 @@ class LocalWorker(Worker):
         self._stderr = trio.lowlevel.FdStream(stderr)
         self._in_flight: InFlightWord | None = in_flight
         self._reader = _FrameReader(self._stdout)
-        self._ps = psutil.Process(self.pid)
+        self._memory = MemoryWatch(self.pid)
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self.config = EvalConfig()
         self._killed_for: str | None = None
@@ -162,9 +163,11 @@ class LocalWorker(Worker):
         setup = wire.Setup(wire.PROTOCOL_VERSION, orjson.dumps(config.to_json()), template)
         try:
             await self._stdin.send_all(wire.encode_request(setup))
-            reply = wire.decode_response(await self._reader.read())
+            reply = wire.decode_response(await self._setup_reply(watched=template and config.warm_template))
         except (EOFError, wire.ProtocolError, *_GONE):
             await self._reap(EXIT_GRACE)
+            if template and self._killed_for is not None:  # by the warming watchdog
+                raise WarmingStopped(self._killed_for, fatal=False) from None
             raise WorkerStartError(f"worker exited during start-up: {self._exit_description()}", fatal=False) from None
         if isinstance(reply, wire.Fatal):
             raise WorkerStartError(reply.message, fatal=True)
@@ -172,6 +175,26 @@ class LocalWorker(Worker):
             raise WorkerStartError(f"worker answered setup with {type(reply).__name__}", fatal=False)
         self.ready = reply
         log.debug("worker %d ready (Nix %s)", reply.pid, reply.nix_version)
+
+    async def _setup_reply(self, *, watched: bool) -> bytes:
+        """The answer to setup. A template that warms evaluates an item before it answers, so
+        it is held to the memory limit as a fresh fork evaluating that item would be (its
+        growth since warming began): killed past it (WarmingStopped then), the item is left
+        to the workers."""
+        if not watched:
+            return await self._reader.read()
+        frame: bytes | None = None
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self.watch_warming, 0)
+            try:
+                frame = await self._reader.read()
+            except (EOFError, *_GONE):
+                pass
+            finally:
+                nursery.cancel_scope.cancel()
+        if frame is None:
+            raise EOFError
+        return frame
 
     async def send_batch(self, batch: int, items: bytes) -> None:
         self._outstanding += 1
@@ -223,21 +246,15 @@ class LocalWorker(Worker):
 
     # ---- watchdog ---------------------------------------------------------------------
     async def _watchdog(self) -> None:
-        """Kills the worker when its RSS passes --max-memory while it evaluates (between items
-        the worker checks itself and asks to be recycled) or when one item runs past --timeout."""
+        """Kills the worker when its own memory (USS, protocol/own_memory.py) passes
+        --max-memory while it evaluates (between items the worker checks itself and asks to be
+        recycled) or when one item runs past --timeout."""
         assert self._in_flight is not None
-        max_memory_mb, timeout = self.config.max_memory_mb, self.config.item_timeout
-        limit = max_memory_mb << 20
+        timeout = self.config.item_timeout
         last, since = self._in_flight.snapshot(), time.monotonic()
         while True:
             await trio.sleep(WATCHDOG_PERIOD)
-            try:
-                rss = self._ps.memory_info().rss
-            except psutil.Error:
-                return
-            if rss > limit:
-                self._kill(f"worker killed: memory limit of {max_memory_mb} MiB exceeded "
-                           f"(RSS {rss >> 20} MiB) while evaluating this attribute", memory=True)
+            if self._over_memory("while evaluating this attribute") is not False:
                 return
             if timeout is not None:
                 now_at = self._in_flight.snapshot()
@@ -246,6 +263,39 @@ class LocalWorker(Worker):
                 elif time.monotonic() - since > timeout:
                     self._kill(f"evaluation timed out after {timeout:g} s; worker killed")
                     return
+
+    async def watch_warming(self, step: int) -> None:
+        """Waits for the template to mark that its warming `step` began, then kills it once
+        its own memory has grown by more than --max-memory since, or warming took more than
+        --timeout (as a worker evaluating that item would be)."""
+        assert self._in_flight is not None
+        while self._in_flight.item_of(template_channel.WARMING) != step:
+            await trio.sleep(WATCHDOG_PERIOD / 4)
+        began = time.monotonic()
+        try:
+            base = self._memory.baseline()
+        except Gone:
+            return
+        timeout = self.config.item_timeout
+        while True:
+            await trio.sleep(WATCHDOG_PERIOD)
+            if self._over_memory("while warming the template", base) is not False:
+                return
+            if timeout is not None and time.monotonic() - began > timeout:
+                self._kill(f"warming the template took more than --timeout {timeout:g} s; template killed")
+                return
+
+    def _over_memory(self, doing: str, base: int = 0) -> bool | None:
+        """Kills the worker if its own memory is past `base` + --max-memory (True); None
+        when it is gone."""
+        max_memory_mb = self.config.max_memory_mb
+        try:
+            over = self._memory.over(max_memory_mb, base)
+        except Gone:
+            return None
+        if over is not None:
+            self._kill(f"worker killed: memory limit of {max_memory_mb} MiB exceeded ({over}) {doing}", memory=True)
+        return over is not None
 
     async def _forward_stderr(self) -> None:
         pending = b""

@@ -180,6 +180,9 @@ class Scheduler:
             self.summary.workers_started += 1
             alone = bool(self.queue.alone)
             try:
+                if alone:  # heavy: later workers had better share it
+                    path, name = self.queue.alone[0]
+                    await source.warm(path if name is None else path + (name,))
                 async with source.open(fresh=alone) as worker:
                     start_failures = 0
                     await self._feed(worker, alone)

@@ -8,13 +8,15 @@ which is its parent.
 
 If the template cannot fork (it says so once), the rest of the run falls back to spawned
 workers. If the template dies, the next worker starts a new one. An item retried alone
-gets a spawned worker when the template warmed: a fork shares what warming evaluated.
+gets a fork too, warmed or not: the memory limit counts a fork's own pages, not the ones it
+shares with the template (protocol/own_memory.py), so a fork is as fresh as a new process.
 """
 
 from __future__ import annotations
 
 import array
 import contextlib
+import dataclasses
 import logging
 import os
 import socket
@@ -26,11 +28,13 @@ from protocol import template
 from protocol.config import EvalConfig
 from protocol.in_flight import InFlightWord
 
-from .errors import WorkerStartError
+from .errors import WarmingStopped, WorkerStartError
 from .local_worker import LocalWorker, SpawnedWorkers
 from .worker import WorkerSource
 
 log = logging.getLogger("evix.template")
+
+MAX_WARMS = 8  # heavy items a run's template evaluates for its forks, beyond its first derivation
 
 
 class ForkedProcess:
@@ -65,7 +69,8 @@ class Template:
         process.control = None  # ours now (closed in aclose)
         self.children: dict[int, ForkedProcess] = {}
         self.alive = True
-        self._lock = trio.Lock()  # one fork request at a time: replies come in request order
+        self._lock = trio.Lock()  # one request at a time: replies come in request order
+        self._warms = 0  # warm requests sent (the template's step 0 is its first warming)
         self._replies_send, self._replies = trio.open_memory_channel[template.TemplateEvent](1)
 
     async def listen(self) -> None:
@@ -119,6 +124,27 @@ class Template:
             child = self.children[reply.pid] = ForkedProcess(reply.pid)
         return LocalWorker(child, *ours, word, self.nursery)
 
+    async def warm(self, attr_path: list[str]) -> None:
+        """Has the template evaluate `attr_path` for its later forks (evix_worker/warming.py),
+        held to the memory limit and --timeout meanwhile: killed past them, it has ended
+        (its forks end with it and their items go back to the queue)."""
+        packet = template.encode_warm(attr_path)
+        if len(packet) > template.MAX_PACKET:
+            return
+        async with self._lock:
+            if not self.alive:
+                return
+            self._warms += 1
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(self.process.watch_warming, self._warms)
+                try:
+                    await self.control.send(packet)
+                    await self._replies.receive()
+                except (trio.EndOfChannel, trio.BrokenResourceError, OSError):
+                    pass
+                finally:
+                    nursery.cancel_scope.cancel()
+
     async def aclose(self) -> None:
         await self.process.aclose()  # its children get SIGKILL from the kernel (die_with_parent)
         self.control.close()
@@ -149,6 +175,8 @@ class ForkedWorkers(WorkerSource):
         self.forking = config.fork_workers
         self._template: Template | None = None
         self._starting = trio.Lock()
+        self._warmed: set[tuple[str, ...]] = set()
+        self._warm_killed = False
 
     async def _get_template(self) -> Template:
         async with self._starting:
@@ -156,19 +184,31 @@ class ForkedWorkers(WorkerSource):
                 if self._template is not None:
                     await self._template.aclose()
                     self._template = None
-                process = await self.processes.start()
-                try:
-                    await process.setup(self.config, template=True)
-                except BaseException:
-                    await process.aclose()
-                    raise
+                process = await self._start_template()
                 self._template = Template(process, self.nursery)
                 self.nursery.start_soon(self._template.listen)
             return self._template
 
+    async def _start_template(self) -> LocalWorker:
+        """A template set up for our config; one that passes the memory limit while warming
+        is replaced by one that does not warm, for the rest of the run (and its forks)."""
+        while True:
+            process = await self.processes.start()
+            try:
+                await process.setup(self.config, template=True)
+            except WarmingStopped as e:
+                await process.aclose()
+                log.info("%s; forking from a template that does not warm", e)
+                self.config = dataclasses.replace(self.config, warm_template=False)
+                continue
+            except BaseException:
+                await process.aclose()
+                raise
+            return process
+
     @contextlib.asynccontextmanager
     async def open(self, *, fresh: bool = False) -> AsyncIterator[LocalWorker]:
-        if (fresh and self.config.warm_template) or not self.forking:  # a warmed template's forks are not fresh
+        if not self.forking:
             async with self.processes.open() as worker:
                 yield worker
             return
@@ -183,6 +223,21 @@ class ForkedWorkers(WorkerSource):
         async with worker:
             await worker.setup(self.config)
             yield worker
+
+    async def warm(self, attr_path: tuple[str, ...]) -> None:
+        """Has the template evaluate a heavy item (once each, MAX_WARMS per run), so that the
+        forks made afterwards share it: with a memory limit, the item that made a worker pass
+        it is typically one of a set built on its own bootstrap, which its siblings share."""
+        if not (self.forking and self.config.warm_template) or attr_path in self._warmed:
+            return
+        if len(self._warmed) >= MAX_WARMS or self._warm_killed:
+            return
+        self._warmed.add(attr_path)
+        tpl = await self._get_template()
+        await tpl.warm(list(attr_path))
+        if not tpl.alive:  # killed for it: its siblings would be too, each costing a new template
+            log.info("the template passed the limit warming %s; no more warming this run", ".".join(attr_path))
+            self._warm_killed = True
 
     async def aclose(self) -> None:
         if self._template is not None:

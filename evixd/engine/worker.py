@@ -66,5 +66,10 @@ class WorkerSource(abc.ABC):
         """Starts a worker set up for the run's config; raises WorkerStartError when it
         cannot start (`fatal` when the input itself cannot load). Exit reaps it.
 
-        `fresh`: a worker whose process has evaluated nothing of the input before (not
-        forked from a warmed template), for an item retried alone."""
+        `fresh`: for an item retried alone, a worker whose own memory holds nothing of
+        the input's evaluation yet (a fork of a template is one: what it shares with the
+        template is not its own memory)."""
+
+    async def warm(self, attr_path: tuple[str, ...]) -> None:
+        """A hint that `attr_path` is heavy (it made a worker pass the memory limit): a
+        source that can let the workers it starts later share its evaluation does so."""
