@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import wire
-from .wire import ProtocolError, Result, Work
+from .wire import ProtocolError, Result, Shutdown, Work
 
 REMOTE_PROTOCOL_VERSION = 1
 MAX_REMOTE_FRAME_BYTES = 64 << 20  # a batch's events are far smaller; shipped trees come in chunks
@@ -42,11 +42,6 @@ class Hello:
 @dataclass(frozen=True)
 class Reset:
     fresh: bool = False
-
-
-@dataclass(frozen=True)
-class Shutdown:
-    pass
 
 
 @dataclass(frozen=True)
@@ -95,8 +90,7 @@ def encode_request(msg: RemoteRequest) -> bytes:
         b.protocolVersion, b.token, b.storeDir = msg.protocol_version, msg.token, msg.store_dir
         b.config, b.sourceHash, b.sourceName = msg.config, msg.source_hash, msg.source_name
     elif isinstance(msg, Work):
-        b = m.init("work")
-        b.batch, b.items = msg.batch, msg.items
+        wire.fill_work(m.init("work"), msg)
     elif isinstance(msg, Reset):
         m.reset = msg.fresh
     elif isinstance(msg, SourceChunk):
@@ -110,13 +104,9 @@ def encode_request(msg: RemoteRequest) -> bytes:
 def encode_response(msg: RemoteResponse) -> bytes:
     m = wire.schema().RemoteResponse.new_message()
     if isinstance(msg, wire.Ready):
-        b = m.init("ready")
-        b.protocolVersion, b.nixVersion, b.pid, b.storeDir = msg.protocol_version, msg.nix_version, msg.pid, msg.store_dir
+        wire.fill_ready(m.init("ready"), msg)
     elif isinstance(msg, Result):
-        b = m.init("result")
-        b.batch, b.events, b.expansions, b.done = msg.batch, msg.events, msg.expansions, msg.done
-        b.derivations, b.errors, b.recycle = msg.derivations, msg.errors, msg.recycle
-        b.peakRssKib, b.outOfMemory = msg.peak_rss_kib, msg.out_of_memory
+        wire.fill_result(m.init("result"), msg)
     elif isinstance(msg, Died):
         b = m.init("died")
         b.batch, b.inFlight, b.reason = msg.batch, -1 if msg.in_flight is None else msg.in_flight, msg.reason
@@ -140,7 +130,7 @@ def decode_request(frame: bytes) -> RemoteRequest:
                 b = m.hello
                 return Hello(b.protocolVersion, b.token, b.storeDir, bytes(b.config), b.sourceHash, b.sourceName)
             if which == "work":
-                return Work(m.work.batch, bytes(m.work.items))
+                return wire.read_work(m.work)
             if which == "reset":
                 return Reset(m.reset)
             if which == "source":
@@ -155,12 +145,9 @@ def decode_response(frame: bytes) -> RemoteResponse:
         with wire.schema().RemoteResponse.from_bytes(frame, traversal_limit_in_words=_TRAVERSAL_LIMIT_WORDS) as m:
             which = m.which()
             if which == "ready":
-                b = m.ready
-                return wire.Ready(b.protocolVersion, b.nixVersion, b.pid, b.storeDir)
+                return wire.read_ready(m.ready)
             if which == "result":
-                b = m.result
-                return Result(b.batch, bytes(b.events), bytes(b.expansions), b.done, b.derivations, b.errors,
-                              b.recycle, b.peakRssKib, b.outOfMemory)
+                return wire.read_result(m.result)
             if which == "died":
                 b = m.died
                 return Died(b.batch, None if b.inFlight < 0 else b.inFlight, b.reason, b.memory, b.innocent)

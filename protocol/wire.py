@@ -141,6 +141,35 @@ Request = Setup | Work | Shutdown
 Response = Ready | Result | Fatal
 
 
+# The structs both the local and the remote conversation carry (remote_wire.py uses them too).
+
+def fill_work(b: Any, msg: Work) -> None:
+    b.batch, b.items = msg.batch, msg.items
+
+
+def read_work(b: Any) -> Work:
+    return Work(b.batch, bytes(b.items))
+
+
+def fill_ready(b: Any, msg: Ready) -> None:
+    b.protocolVersion, b.nixVersion, b.pid, b.storeDir = msg.protocol_version, msg.nix_version, msg.pid, msg.store_dir
+
+
+def read_ready(b: Any) -> Ready:
+    return Ready(b.protocolVersion, b.nixVersion, b.pid, b.storeDir)
+
+
+def fill_result(b: Any, msg: Result) -> None:
+    b.batch, b.events, b.expansions, b.done = msg.batch, msg.events, msg.expansions, msg.done
+    b.derivations, b.errors, b.recycle = msg.derivations, msg.errors, msg.recycle
+    b.peakRssKib, b.outOfMemory = msg.peak_rss_kib, msg.out_of_memory
+
+
+def read_result(b: Any) -> Result:
+    return Result(b.batch, bytes(b.events), bytes(b.expansions), b.done, b.derivations, b.errors, b.recycle,
+                  b.peakRssKib, b.outOfMemory)
+
+
 def encode_request(msg: Request) -> bytes:
     s = schema()
     m = s.Request.new_message()
@@ -150,9 +179,7 @@ def encode_request(msg: Request) -> bytes:
         b.config = msg.config
         b.template = msg.template
     elif isinstance(msg, Work):
-        b = m.init("work")
-        b.batch = msg.batch
-        b.items = msg.items
+        fill_work(m.init("work"), msg)
     else:
         m.shutdown = None
     return m.to_bytes()
@@ -162,22 +189,9 @@ def encode_response(msg: Response) -> bytes:
     s = schema()
     m = s.Response.new_message()
     if isinstance(msg, Ready):
-        b = m.init("ready")
-        b.protocolVersion = msg.protocol_version
-        b.nixVersion = msg.nix_version
-        b.pid = msg.pid
-        b.storeDir = msg.store_dir
+        fill_ready(m.init("ready"), msg)
     elif isinstance(msg, Result):
-        b = m.init("result")
-        b.batch = msg.batch
-        b.events = msg.events
-        b.expansions = msg.expansions
-        b.done = msg.done
-        b.derivations = msg.derivations
-        b.errors = msg.errors
-        b.recycle = msg.recycle
-        b.peakRssKib = msg.peak_rss_kib
-        b.outOfMemory = msg.out_of_memory
+        fill_result(m.init("result"), msg)
     else:
         m.fatal = msg.message
     return m.to_bytes()
@@ -191,7 +205,7 @@ def decode_request(frame: bytes) -> Request:
                 b = m.setup
                 return Setup(b.protocolVersion, bytes(b.config), b.template)
             if which == "work":
-                return Work(m.work.batch, bytes(m.work.items))
+                return read_work(m.work)
             return Shutdown()
     except ProtocolError:
         raise
@@ -204,14 +218,9 @@ def decode_response(frame: bytes) -> Response:
         with schema().Response.from_bytes(frame, traversal_limit_in_words=_TRAVERSAL_LIMIT_WORDS) as m:
             which = m.which()
             if which == "ready":
-                b = m.ready
-                return Ready(b.protocolVersion, b.nixVersion, b.pid, b.storeDir)
+                return read_ready(m.ready)
             if which == "result":
-                b = m.result
-                return Result(
-                    b.batch, bytes(b.events), bytes(b.expansions), b.done, b.derivations, b.errors, b.recycle, b.peakRssKib,
-                    b.outOfMemory,
-                )
+                return read_result(m.result)
             return Fatal(m.fatal)
     except Exception as e:
         raise ProtocolError(f"malformed response: {e}") from e
