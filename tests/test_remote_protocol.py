@@ -86,7 +86,8 @@ def test_a_rejected_derivation_waits_for_an_owner_and_is_routed_up_front():
         q.put(("pkgs",), [f"p{i}" for i in range(20)])
         first = q.take_nowait(2, frozenset({"x86_64-linux"}))
         assert first is not None and len(first) == 4  # children of a set of unknown system: a probe
-        q.learn(("pkgs",), "aarch64-linux")  # ... came back aarch64: the rest is routed
+        assert q.learn(("pkgs",), "aarch64-linux")  # ... came back aarch64: the rest is routed
+        q.reroute()
         assert q.reject(("pkgs",), "p0", "aarch64-linux")
         assert q.take_nowait(2, frozenset({"x86_64-linux"})) is None  # nothing for x86 any more
         taken = []

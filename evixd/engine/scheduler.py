@@ -269,10 +269,11 @@ class Scheduler:
         """Derivations of systems `worker` does not own are taken out and requeued for their
         owners; the others teach the queue which system a set's children are of."""
         kept = []
+        learned = False
         for line in events.split(b"\n"):
             if b'"drvPath":' in line and event_kind(event := orjson.loads(line)) is EventKind.DERIVATION:
                 path, system = tuple(event["attrPath"]), event.get("system", "")
-                self.queue.learn(path[:-1], system)
+                learned |= self.queue.learn(path[:-1], system)
                 if worker.systems is not None and system not in worker.systems:
                     self.summary.derivations -= 1
                     log.debug("%s rejects %s (%s)", worker.name, event["attr"], system)
@@ -280,6 +281,8 @@ class Scheduler:
                         self._no_owner(path, system)
                     continue
             kept.append(line)
+        if learned:
+            self.queue.reroute()
         return b"\n".join(kept)
 
     def _after_death(self, worker: Worker, pipeline: Pipeline, died: WorkerDied) -> None:

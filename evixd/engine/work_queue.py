@@ -75,13 +75,14 @@ class WorkQueue:
         self.put(path, [name])
         return self.routes.owned(system)
 
-    def learn(self, parent: Path, system: str) -> None:
-        """A derivation of `system` under `parent`: its siblings still queued (and the
-        children of its sibling sets) go to the workers owning `system` up front."""
-        if self.routes.learn(parent, system):
-            self._reroute()
+    def learn(self, parent: Path, system: str) -> bool:
+        """A derivation of `system` under `parent`; True when queued work may now go to the
+        workers owning `system` up front: then call reroute() (once for all that was learned
+        from one batch, not once per set)."""
+        return self.routes.learn(parent, system)
 
-    def _reroute(self) -> None:
+    def reroute(self) -> None:
+        """Queued work split again by what is now known of its systems."""
         general, self.chunks = self.chunks, collections.deque()
         self.items -= sum(1 if names is None else len(names) for _, names in general)
         for path, names in general:
