@@ -137,13 +137,14 @@ def run_diff(config: EvalConfig, path: str, out: Stdout | None = None) -> int:
     result = _request(path, "diff", rpc.DiffParams(config, rpc.PROTOCOL_VERSION).to_json())
     if isinstance(result, int):
         return result
-    diff = {k: result[k] for k in ("added", "removed", "changed", "errors")}
+    from .watch import diff_line
+
     sink = out or Stdout()
-    sink.write(orjson.dumps(diff) + b"\n")
+    sink.write(diff_line(result))
     sink.flush()
     summary = result.get("summary") or {}
-    log.info("%d added, %d removed, %d changed, %d errors (%d derivations in %.2f s)", len(diff["added"]),
-             len(diff["removed"]), len(diff["changed"]), len(diff["errors"]), summary.get("derivations", 0),
+    log.info("%d added, %d removed, %d changed, %d errors (%d derivations in %.2f s)", len(result["added"]),
+             len(result["removed"]), len(result["changed"]), len(result["errors"]), summary.get("derivations", 0),
              summary.get("seconds", 0.0))
     return 0
 

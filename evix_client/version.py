@@ -8,7 +8,6 @@ library cannot be loaded, that child's one-line reason is shown instead.
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from typing import Any, NoReturn
 
@@ -27,6 +26,7 @@ def evix_version() -> str:
 
 def linked_nix_version() -> tuple[str | None, str]:
     """(version, "") when nixffi loads, else (None, why it does not)."""
+    import subprocess  # only when asked: `evix` itself starts without it
     try:
         out = subprocess.run([sys.executable, "-m", "evix_worker.probe"], capture_output=True, text=True,
                              timeout=PROBE_TIMEOUT)

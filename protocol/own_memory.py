@@ -24,20 +24,18 @@ from collections.abc import Callable
 COST_FACTOR = 50  # reads take at most ~2 % of the time
 
 
-def read_uss(pid: int | str = "self") -> tuple[int, int]:
-    """(USS, RSS) of process `pid` in bytes, from /proc/PID/smaps_rollup.
+def read_uss(pid: int | str = "self") -> int:
+    """USS of process `pid` in bytes (its private pages), from /proc/PID/smaps_rollup.
 
     Raises OSError when the process is gone (or the kernel has no smaps_rollup: Linux < 4.14)."""
     with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
         text = f.read()
-    uss = rss = 0
+    uss = 0
     for line in text.splitlines():
         key, _, rest = line.partition(b":")
         if key in (b"Private_Clean", b"Private_Dirty"):
             uss += int(rest.split()[0])
-        elif key == b"Rss":
-            rss = int(rest.split()[0])
-    return uss << 10, rss << 10
+    return uss << 10
 
 
 class OwnMemory:
@@ -72,7 +70,7 @@ class OwnMemory:
     def read(self, rss: int, now: float | None = None) -> int:
         """Reads USS now (bytes); `rss` is the caller's RSS figure at this moment."""
         started = time.perf_counter()
-        self.uss, _ = read_uss(self.pid)
+        self.uss = read_uss(self.pid)
         cost = time.perf_counter() - started
         self._rss = rss
         self._read_at = self.clock() if now is None else now

@@ -24,6 +24,7 @@ from .wire import ProtocolError, Result, Shutdown, Work
 REMOTE_PROTOCOL_VERSION = 1
 MAX_REMOTE_FRAME_BYTES = 64 << 20  # a batch's events are far smaller; shipped trees come in chunks
 SOURCE_CHUNK_BYTES = 4 << 20
+MAX_SOURCE_BYTES = 512 << 20  # a shipped tree, packed: masters refuse to send more, services to take more
 _TRAVERSAL_LIMIT_WORDS = MAX_REMOTE_FRAME_BYTES // 8
 BUSY = "busy: "
 """How a `refused` message begins when the service is only full (the master retries later)."""

@@ -98,7 +98,7 @@ async def _fork_evaluating(config: EvalConfig, attr: str, warm: bool) -> tuple[i
             async with source.open(fresh=True) as worker:
                 await worker.send_batch(1, orjson.dumps([[[], [attr]]]))
                 result = await worker.receive_result(1)
-                own, _ = read_uss(worker.pid)
+                own = read_uss(worker.pid)
         finally:
             await source.aclose()
         nursery.cancel_scope.cancel()

@@ -25,7 +25,6 @@ from .errors import EvixError
 from .framed_stream import FramedStream
 from .store_service import StoreService, StoreServiceError
 
-MAX_SHIPPED_BYTES = 512 << 20  # as the service's cap
 
 
 def source_root(config: EvalConfig) -> Path | None:
@@ -80,8 +79,8 @@ class ShippedSource:
                         tar.addfile(info, f)
                 elif info.isdir() or (info.issym() and self._inside(path)):
                     tar.addfile(info)
-                if out.tell() > MAX_SHIPPED_BYTES:
-                    raise EvixError(f"{self.root} is larger than {MAX_SHIPPED_BYTES >> 20} MiB: too big to ship "
+                if out.tell() > rw.MAX_SOURCE_BYTES:
+                    raise EvixError(f"{self.root} is larger than {rw.MAX_SOURCE_BYTES >> 20} MiB: too big to ship "
                                     "to remote workers (a --file is shipped with its whole directory: give it a "
                                     "directory of its own, or put the tree on the remotes at the same path)")
         return out.getvalue()

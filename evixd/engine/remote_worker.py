@@ -48,9 +48,8 @@ class ServiceBusy(OSError):
 class Link:
     """One live connection, after a successful hello."""
 
-    def __init__(self, conn: FramedStream, ready: wire.Ready) -> None:
+    def __init__(self, conn: FramedStream) -> None:
         self.conn = conn
-        self.ready = ready
         self.broken = False
         self.used = False  # its current evaluator has been sent work: the next open resets it
 
@@ -61,7 +60,7 @@ class RemoteWorker(Worker):
     def __init__(self, connection: RemoteConnection, link: Link) -> None:
         self.connection = connection
         self.link = link
-        self.systems = connection.remote.owns
+        self.systems = connection.systems
         self._died_at: dict[int, int | None] = {}
 
     @property
@@ -133,7 +132,7 @@ class RemoteConnection(WorkerSource):
             link = None
         if link is None:
             link = self._link = await self._connect_with_backoff()
-        elif link.used or (fresh and self.config.warm_template):
+        elif link.used:  # its evaluator has had work: a new one (an unused one is as fresh as a new one)
             try:
                 await link.conn.send(rw.encode_request(rw.Reset(fresh)))
             except NETWORK_ERRORS:
@@ -150,7 +149,7 @@ class RemoteConnection(WorkerSource):
                 return await self._connect()
             except (PinMismatch, ssl.SSLCertVerificationError) as e:  # not a network fault: never retried
                 raise WorkerStartError(f"remote worker {self.remote.endpoint}: {e}", fatal=True) from None
-            except (OSError, trio.TooSlowError, EOFError, wire.ProtocolError, *NETWORK_ERRORS) as e:
+            except (trio.TooSlowError, EOFError, wire.ProtocolError, *NETWORK_ERRORS) as e:
                 why = _describe(e)
                 log.info("%s: cannot connect: %s", self.name, why)
         raise RemoteUnreachable(f"remote worker {self.remote.endpoint} unreachable: {why}")
@@ -169,7 +168,8 @@ class RemoteConnection(WorkerSource):
                     await transport.do_handshake()
                 verify_pin(transport, self.config)
             conn = FramedStream(transport, rw.MAX_REMOTE_FRAME_BYTES)
-            return Link(conn, await self._hello(conn))
+            await self._hello(conn)
+            return Link(conn)
         except BaseException:
             with trio.CancelScope(shield=True):
                 await trio.aclose_forcefully(transport)

@@ -22,7 +22,6 @@ from protocol import remote_wire as rw
 from protocol.config import EvalConfig
 from protocol.flakeref import split_flake_ref
 
-MAX_SOURCE_BYTES = 512 << 20
 _HASH = re.compile(r"[0-9a-f]{64}\Z")
 
 
@@ -77,8 +76,8 @@ class SourceCache:
                     if not isinstance(chunk, rw.SourceChunk):
                         raise SourceError(f"expected the source tree, got {type(chunk).__name__}")
                     size += len(chunk.data)
-                    if size > MAX_SOURCE_BYTES:
-                        raise SourceError(f"shipped source larger than {MAX_SOURCE_BYTES >> 20} MiB")
+                    if size > rw.MAX_SOURCE_BYTES:
+                        raise SourceError(f"shipped source larger than {rw.MAX_SOURCE_BYTES >> 20} MiB")
                     h.update(chunk.data)
                     out.write(chunk.data)
                     if chunk.last:
