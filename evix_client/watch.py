@@ -49,14 +49,13 @@ def diff_line(diff: dict[str, Any]) -> bytes:
 async def _watch_locally(extra: tuple[str, ...], debounce: float | None, config: EvalConfig, sink: Stdout,
                          spawned: list[Any]) -> int:
     from evixd.engine import EvixError, Session
-    from evixd.engine.watch import DEBOUNCE
 
     def initial(data: bytes) -> None:
         sink.write(data)
         sink.flush()
 
     try:
-        async with Session(config).watch(extra, initial, spawned, debounce=debounce or DEBOUNCE) as updates:
+        async with Session(config).watch(extra, initial, spawned, debounce=debounce) as updates:
             log.info("watching %s for changes (Ctrl-C to stop)", config.describe())
             async for update in updates:
                 sink.write(diff_line(update.diff.to_json()))

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-# Defaults that say nothing: none, a counter at zero, a list that starts empty (and any bool).
-_SILENT_DEFAULTS = (None, False, 0, [], (), argparse.SUPPRESS)
+# Defaults that say nothing: none, a counter at zero, a list that starts empty.
+_SILENT_DEFAULTS = (None, 0, [], (), argparse.SUPPRESS)  # bools: see _says_nothing
 
 
 class ManPageFormatter(argparse.RawDescriptionHelpFormatter):

@@ -139,11 +139,11 @@ class TreeWatcher:
             return None
         return wd if wd >= 0 else None
 
-    def _watch_root(self, root: Root) -> bool:
-        """Watches `root` (False: it is missing, and its nearest existing ancestor stands in)."""
+    def _watch_root(self, root: Root) -> None:
+        """Watches `root`; while it is missing, its nearest existing ancestor stands in."""
         if os.path.isdir(root.path):
             self._add_tree(root.path, root.recursive)
-            return True
+            return
         ancestor = os.path.dirname(root.path)
         while ancestor != "/" and not os.path.isdir(ancestor):
             ancestor = os.path.dirname(ancestor)
@@ -151,7 +151,6 @@ class TreeWatcher:
         if wd is not None:
             self._stand_ins[root] = wd
         log.info("%s is missing: watching %s for it to come back", root.path, ancestor)
-        return False
 
     def _add_tree(self, top: str, recursive: bool) -> None:
         """Watches `top` and (recursively) its directories, skipping ignored ones and symlinks."""
