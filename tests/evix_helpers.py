@@ -22,6 +22,12 @@ REPO = Path(__file__).resolve().parent.parent
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 T = TypeVar("T")
 
+# Over 1 GiB for over 3 s if nothing stops it: every element is forced and the list stays
+# alive, so a memory watchdog sees it past any test limit however late it samples (a list
+# whose elements stay thunks peaks for a fraction of a second and may finish unseen).
+MEMORY_HOG = ("builtins.foldl' (acc: e: acc + e.x + builtins.length e.y) 0 "
+              "(builtins.genList (i: { x = i; y = [ i ]; }) 6000000)")
+
 
 def nix_bin(name: str) -> str:
     """A Nix CLI tool of the Nix the tests use (bootstrapped or the user's)."""

@@ -12,7 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from evix_helpers import FIXTURES, eval_locally, start_evix, wait_until
+from evix_helpers import FIXTURES, MEMORY_HOG, eval_locally, start_evix, wait_until
 from protocol.environment import EVALUATOR_NAME
 
 BROKEN = FIXTURES / "broken.nix"
@@ -23,10 +23,6 @@ SLOW = (
     "let list = builtins.genList (x: x * 7919 - (x / 3) * 5) 200000; in "
     "builtins.foldl' (acc: i: acc + builtins.length (builtins.sort (a: b: a > b) list)) 0 (builtins.genList (x: x) 40)"
 )
-
-
-# ~1.5 GB if nothing stops it.
-HOG = "builtins.length (builtins.genList (i: { x = i; y = [ i ]; }) 6000000)"
 
 
 def _fixture(tmp_path: Path, middle: str) -> Path:
@@ -114,7 +110,7 @@ def test_a_crashed_worker_costs_only_its_attribute(tmp_path, sig, words):
 
 
 def test_a_worker_over_max_memory_is_killed_and_replaced(tmp_path):
-    f = _fixture(tmp_path, HOG)
+    f = _fixture(tmp_path, MEMORY_HOG)
     run = eval_locally("--file", str(f), "--max-memory", "300", "--workers", "2")
     assert run.code == 0, run.stderr
     assert "memory limit" in run.errors()["middle"]["error"]

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from evix_helpers import FIXTURES, Run, eval_locally, start_evix, wait_until
+from evix_helpers import FIXTURES, MEMORY_HOG, Run, eval_locally, start_evix, wait_until
 from remote_helpers import Service, listen_args, remote_env, services
 
 JOBS = FIXTURES / "jobs.nix"
@@ -238,8 +238,7 @@ def test_the_memory_limit_holds_on_a_remote_and_its_retry_runs_in_a_fresh_evalua
     same connection, and only then makes it an error."""
     source = tmp_path / "hog.nix"
     source.write_text('let mk = name: derivation { inherit name; system = "x86_64-linux"; builder = "/bin/sh"; }; in '
-                      '{ a = mk "a"; middle = mk "m-${toString (builtins.length (builtins.genList '
-                      '(i: { x = i; y = [ i ]; }) 6000000))}"; z = mk "z"; }\n')
+                      '{ a = mk "a"; middle = mk "m-${toString (' + MEMORY_HOG + ')}"; z = mk "z"; }\n')
     with services(listen_args()) as (service,):
         run = eval_locally("--file", str(source), "--workers", "0", "--max-memory", "300",
                            "--remote", service.endpoint, "", "1", env=remote_env())
