@@ -32,6 +32,7 @@ from protocol.config import EvalConfig
 from protocol.in_flight import InFlightWord
 
 from .errors import WarmingStopped, WorkerStartError
+from .memory_budget import MemoryBudget
 from .memory_watch import Gone, MemoryWatch
 from .oom import oom_kills
 from .worker import Worker, WorkerDied, WorkerSource
@@ -123,6 +124,7 @@ class LocalWorker(Worker):
         self._in_flight: InFlightWord | None = in_flight
         self._reader = _FrameReader(self._stdout)
         self._memory = MemoryWatch(self.pid)
+        self.budget: MemoryBudget | None = None  # shared with the run's other workers (set by its source)
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self.config = EvalConfig()
         self._killed_for: str | None = None
@@ -246,56 +248,78 @@ class LocalWorker(Worker):
 
     # ---- watchdog ---------------------------------------------------------------------
     async def _watchdog(self) -> None:
-        """Kills the worker when its own memory (USS, protocol/own_memory.py) passes
-        --max-memory while it evaluates (between items the worker checks itself and asks to be
-        recycled) or when one item runs past --timeout."""
+        """Kills the worker when its own memory (USS, protocol/own_memory.py) passes what it
+        may own while it evaluates (--max-memory, or its room in the run's MemoryBudget;
+        between items the worker checks itself and asks to be recycled) or when one item
+        runs past --timeout."""
         assert self._in_flight is not None
+        word = self._in_flight
         timeout = self.config.item_timeout
-        last, since = self._in_flight.snapshot(), time.monotonic()
-        while True:
-            await trio.sleep(WATCHDOG_PERIOD)
-            if self._over_memory("while evaluating this attribute") is not False:
-                return
-            if timeout is not None:
-                now_at = self._in_flight.snapshot()
-                if now_at != last:
-                    last, since = now_at, time.monotonic()
-                elif time.monotonic() - since > timeout:
-                    self._kill(f"evaluation timed out after {timeout:g} s; worker killed")
-                    return
+        last, since = word.snapshot(), time.monotonic()
+
+        def late() -> str | None:
+            nonlocal last, since
+            if timeout is None:
+                return None
+            if (now_at := word.snapshot()) != last:
+                last, since = now_at, time.monotonic()
+            elif time.monotonic() - since > timeout:
+                return f"evaluation timed out after {timeout:g} s; worker killed"
+            return None
+
+        await self._guard("while evaluating this attribute", 0, late)
 
     async def watch_warming(self, step: int) -> None:
         """Waits for the template to mark that its warming `step` began, then kills it once
-        its own memory has grown by more than --max-memory since, or warming took more than
-        --timeout (as a worker evaluating that item would be)."""
+        its RSS has grown by more than --max-memory since (what a fresh fork evaluating that
+        item would own), or warming took more than --timeout."""
         assert self._in_flight is not None
         while self._in_flight.item_of(template_channel.WARMING) != step:
             await trio.sleep(WATCHDOG_PERIOD / 4)
         began = time.monotonic()
         try:
-            base = self._memory.baseline()
+            base = self._memory.rss()
         except Gone:
             return
         timeout = self.config.item_timeout
+
+        def late() -> str | None:
+            if timeout is not None and time.monotonic() - began > timeout:
+                return f"warming the template took more than --timeout {timeout:g} s; template killed"
+            return None
+
+        await self._guard("while warming the template", base, late)
+
+    async def _guard(self, doing: str, base: int, late: Callable[[], str | None]) -> None:
+        """Every WATCHDOG_PERIOD: kills the process past its memory limit (its growth since
+        `base`, when given) or when `late()` says why it took too long; returns then, or when
+        the process is gone."""
         while True:
             await trio.sleep(WATCHDOG_PERIOD)
-            if self._over_memory("while warming the template", base) is not False:
-                return
-            if timeout is not None and time.monotonic() - began > timeout:
-                self._kill(f"warming the template took more than --timeout {timeout:g} s; template killed")
+            try:
+                if self._over_memory(doing, base):
+                    return
+                if (reason := late()) is not None:
+                    self._kill(reason)
+                    return
+            except Gone:
                 return
 
-    def _over_memory(self, doing: str, base: int = 0) -> bool | None:
-        """Kills the worker if its own memory is past `base` + --max-memory (True); None
-        when it is gone."""
-        max_memory_mb = self.config.max_memory_mb
-        try:
-            over = self._memory.over(max_memory_mb, base)
-        except Gone:
-            return None
-        if over is not None:
-            self._kill(f"worker killed: memory limit of {max_memory_mb} MiB exceeded ({over}) {doing}", memory=True)
-        return over is not None
+    def _over_memory(self, doing: str, base: int) -> bool:
+        """Kills the worker if its own memory is past what it may own, or (a warming
+        template: `base` is its RSS when warming began) its RSS grew past --max-memory since
+        (True); raises Gone when it has ended."""
+        budget = self.budget
+        limit = budget.limit_for(self.pid) if budget is not None else self.config.max_memory_mb << 20
+        over = self._memory.grown_over(base, limit) if base else self._memory.over(limit)
+        if budget is not None:
+            budget.update(self.pid, self._memory.own())
+        if over is None:
+            return False
+        shared = f"; {budget.workers} workers share {budget.total >> 20} MiB" if budget and budget.workers > 1 else ""
+        self._kill(f"worker killed: memory limit of {self.config.max_memory_mb} MiB exceeded ({over}{shared}) {doing}",
+                   memory=True)
+        return True
 
     async def _forward_stderr(self) -> None:
         pending = b""
@@ -365,6 +389,8 @@ class LocalWorker(Worker):
         if self._in_flight is not None:
             self._in_flight.close()
             self._in_flight = None
+        if self.budget is not None:
+            self.budget.leave(self.pid)
         if self.control is not None:
             self.control.close()
 

@@ -23,15 +23,31 @@ class MemoryWatch:
     def __init__(self, pid: int) -> None:
         self._ps = psutil.Process(pid)
         self._memory = OwnMemory(pid, period=USS_PERIOD)
+        self._rss = 0  # at the last look
 
-    def baseline(self) -> int:
-        """The process's own memory now (bytes), read from smaps_rollup; raises Gone."""
-        return self._memory.read(self._ps.memory_info().rss)
+    def rss(self) -> int:
+        """RSS now (bytes); raises Gone."""
+        self._rss = self._ps.memory_info().rss
+        return self._rss
 
-    def over(self, limit_mb: int, base: int = 0) -> str | None:
-        """How far the process's own memory is past `base` + `limit_mb` MiB (a phrase for the
-        kill's reason), None while it is not; raises Gone."""
-        if not self._memory.exceeds(base + (limit_mb << 20), self._ps.memory_info().rss):
+    def over(self, limit: int) -> str | None:
+        """How far the process's own memory is past `limit` bytes (a phrase for the kill's
+        reason), None while it is not; raises Gone."""
+        if not self._memory.exceeds(limit, self.rss()):
             return None
-        own = self._memory.uss
-        return f"grew by {(own - base) >> 20} MiB" if base else f"own memory {own >> 20} MiB"
+        return f"own memory {self._memory.uss >> 20} MiB"
+
+    def grown_over(self, base_rss: int, limit: int) -> str | None:
+        """For a template: how far its RSS grew past `base_rss` + `limit`, None while it did
+        not; raises Gone. Its own memory would not do: the pages it shares with a fork become
+        its own when that fork ends, a growth it did not allocate."""
+        grown = self.rss() - base_rss
+        return f"grew by {grown >> 20} MiB" if grown > limit else None
+
+    def own(self) -> int:
+        """The process's own memory (bytes) as of the last look: the last reading plus the
+        RSS growth since; read once first, since before any reading RSS is all we know
+        (and a fork's RSS counts its template's pages)."""
+        if not self._memory.read_once:
+            return self._memory.read(self._rss)
+        return self._memory.estimate(self._rss)

@@ -33,6 +33,7 @@ from protocol.rpc_results import summary_json
 
 from .errors import InputError, RemoteUnreachable, WorkerStartError
 from .local_worker import SpawnedWorkers
+from .memory_budget import MemoryBudget
 from .pool import WorkerPool
 from .template import ForkedWorkers
 from .work_queue import Batch, Item, Pipeline, WorkQueue
@@ -43,7 +44,16 @@ log = logging.getLogger("evix.scheduler")
 PIPELINE = 2  # batches queued on a worker at once
 MAX_START_FAILURES = 3
 MAX_UNATTRIBUTED_DEATHS = 3
+# An item a recycled worker grew this share of --max-memory in is warmed for the next: not
+# less (nothing worth sharing), not more (the template is held to --max-memory warming it).
+WARM_GROWTH = (0.25, 0.75)
 
+
+
+def _full(item: Item) -> tuple[str, ...]:
+    """An item's attrPath (its name None: the set at its path itself)."""
+    path, name = item
+    return path if name is None else path + (name,)
 
 
 @dataclass
@@ -137,7 +147,8 @@ class Scheduler:
         if self.config.workers:
             processes = SpawnedWorkers(self.config, nursery, spawned=self.spawned,
                                        take=self.pool.acquire if self.pool is not None else None)
-            sources += [ForkedWorkers(self.config, nursery, processes)] * self.config.workers
+            budget = MemoryBudget(self.config)
+            sources += [ForkedWorkers(self.config, nursery, processes, budget)] * self.config.workers
         if not self.config.remotes:
             return sources
         from .remote_sources import RemoteInput  # ssl, tarfile...: only runs with remotes load them
@@ -159,7 +170,7 @@ class Scheduler:
             self._fail("no worker left to evaluate on: " + "; ".join(self._retired))
         elif stuck is not None:
             (path, name), system = stuck
-            self._no_owner(path + (name,) if name is not None else path, system)
+            self._no_owner(_full((path, name)), system)
 
     def _no_owner(self, attr_path: tuple[str, ...], system: str) -> None:
         gone = f" (gone: {'; '.join(self._retired)})" if self._retired else ""
@@ -174,19 +185,26 @@ class Scheduler:
     # ---- one slot -----------------------------------------------------------------------
     async def _slot(self, source: WorkerSource) -> None:
         """Worker after worker until the work is done: every slot opens its first worker at
-        once (all load the input in parallel), and replaces it after a death or a recycle."""
+        once (all load the input in parallel), and replaces it after a death or a recycle.
+        An item to retry alone is claimed first, so one slot warms it and opens a fresh
+        worker for it while the others go on."""
         start_failures = 0
-        while not self.queue.done():
+        heavy: Item | None = None  # to warm before the next worker (see _feed)
+        alone: Batch | None = None
+        while alone is not None or not self.queue.done():
             self.summary.workers_started += 1
-            alone = bool(self.queue.alone)
+            alone = alone or self.queue.take_alone()
+            warm = alone.items()[0] if alone is not None else heavy
             try:
-                if alone:  # heavy: later workers had better share it
-                    path, name = self.queue.alone[0]
-                    await source.warm(path if name is None else path + (name,))
-                async with source.open(fresh=alone) as worker:
+                if warm is not None:  # heavy: later workers had better share it
+                    await source.warm(_full(warm))
+                async with source.open(fresh=alone is not None) as worker:
                     start_failures = 0
-                    await self._feed(worker, alone)
+                    claimed, alone = alone, None
+                    heavy = await self._feed(worker, claimed)
             except RemoteUnreachable as e:
+                if alone is not None:
+                    self.queue.unclaim(alone)
                 self._retire(source, str(e))
                 return
             except WorkerStartError as e:
@@ -198,14 +216,20 @@ class Scheduler:
         assert self._slots_scope is not None
         self._slots_scope.cancel()
 
-    async def _feed(self, worker: Worker, fresh: bool) -> None:
+    async def _feed(self, worker: Worker, alone: Batch | None) -> Item | None:
         """Keeps up to PIPELINE batches queued on `worker`, so it never waits for the master,
         until the work is done, the worker dies, or it has to make way (it asked to be
         recycled, or an item waits to be retried alone) and has answered what was sent.
-        A fresh worker takes an item waiting to be retried alone, and only that."""
+        A fresh worker takes the item to retry `alone` it was opened for, and only that.
+
+        Returns, when the worker asked to be recycled, the item that raised its peak memory
+        most if by a good part of its limit (WARM_GROWTH): what it built there
+        (typically a stdenv bootstrap its siblings share) the next workers had better share
+        than build again."""
         pipeline = Pipeline(self.queue)
-        alone = self.queue.take_alone() if fresh else None
         stopping = alone is not None
+        heaviest: tuple[int, Item] | None = None
+        warm_next: Item | None = None
         try:
             if alone is not None:
                 await self._send(worker, pipeline, alone)
@@ -213,19 +237,28 @@ class Scheduler:
                 if not stopping:
                     stopping = await self._fill(worker, pipeline)
                 if not pipeline:
-                    return
-                result = await worker.receive_result(pipeline.head.id)
-                waiting = self._accept(result, pipeline.head, worker)
+                    break
+                head = pipeline.head
+                result = await worker.receive_result(head.id)
+                if result.heaviest_growth > (heaviest[0] if heaviest else 0) and result.heaviest < len(head):
+                    heaviest = result.heaviest_growth, head.items()[result.heaviest]
+                waiting = self._accept(result, head, worker)
                 pipeline.finish()
                 if waiting is not None:
                     await waiting
                 if result.recycle and not stopping:
                     self.summary.recycled += 1
                     stopping = True
+                    low, high = ((self.config.max_memory_mb << 20) * share for share in WARM_GROWTH)
+                    if heaviest is not None and low <= heaviest[0] <= high:
+                        warm_next = heaviest[1]
+                    log.debug("%s asks to be recycled%s", worker.name, "" if warm_next is None else
+                              f"; it grew {heaviest[0] >> 20} MiB in {format_attr(_full(warm_next))}, warmed for the next")
         except WorkerDied as died:
             self._after_death(worker, pipeline, died)
         finally:
             pipeline.clear()
+        return warm_next
 
     async def _fill(self, worker: Worker, pipeline: Pipeline) -> bool:
         """Sends batches until PIPELINE are queued; waits for work only when none is queued.
@@ -327,7 +360,7 @@ class Scheduler:
         return self._unattributed[item] >= MAX_UNATTRIBUTED_DEATHS
 
     def _worker_error(self, path: tuple[str, ...], name: str | None, reason: str) -> None:
-        full = path if name is None else path + (name,)
+        full = _full((path, name))
         if name is None and not path:
             self._fail(f"cannot load {self.config.describe()}: {reason}")
             return

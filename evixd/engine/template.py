@@ -30,6 +30,7 @@ from protocol.in_flight import InFlightWord
 
 from .errors import WarmingStopped, WorkerStartError
 from .local_worker import LocalWorker, SpawnedWorkers
+from .memory_budget import MemoryBudget
 from .worker import WorkerSource
 
 log = logging.getLogger("evix.template")
@@ -124,6 +125,11 @@ class Template:
             child = self.children[reply.pid] = ForkedProcess(reply.pid)
         return LocalWorker(child, *ours, word, self.nursery)
 
+    @property
+    def busy(self) -> bool:
+        """Warming (or forking) now: a fork asked for waits until it is done."""
+        return self._lock.locked()
+
     async def warm(self, attr_path: list[str]) -> None:
         """Has the template evaluate `attr_path` for its later forks (evix_worker/warming.py),
         held to the memory limit and --timeout meanwhile: killed past them, it has ended
@@ -168,8 +174,12 @@ class ForkedWorkers(WorkerSource):
     """A run's workers, forked from its template (started on first use), or spawned when
     forking is off or proved impossible here."""
 
-    def __init__(self, config: EvalConfig, nursery: trio.Nursery, processes: SpawnedWorkers) -> None:
+    def __init__(self, config: EvalConfig, nursery: trio.Nursery, processes: SpawnedWorkers,
+                 budget: MemoryBudget | None = None) -> None:
+        """`budget`: the memory its workers share (a fresh worker, for an item retried
+        alone, is held to --max-memory by itself); without one, each is held to it."""
         self.config = config
+        self.budget = budget
         self.nursery = nursery
         self.processes = processes
         self.forking = config.fork_workers
@@ -177,6 +187,9 @@ class ForkedWorkers(WorkerSource):
         self._starting = trio.Lock()
         self._warmed: set[tuple[str, ...]] = set()
         self._warm_killed = False
+        self._spare: LocalWorker | None = None
+        """A fork made just before the template warms an item: a worker asked for while it
+        warms (seconds, serially: it cannot fork meanwhile) takes it instead of waiting."""
 
     async def _get_template(self) -> Template:
         async with self._starting:
@@ -210,11 +223,15 @@ class ForkedWorkers(WorkerSource):
     async def open(self, *, fresh: bool = False) -> AsyncIterator[LocalWorker]:
         if not self.forking:
             async with self.processes.open() as worker:
+                worker.budget = None if fresh else self.budget
                 yield worker
             return
         tpl = await self._get_template()
         try:
-            worker = await tpl.fork()
+            if self._spare is not None and not fresh and tpl.busy:  # warming: don't wait for it
+                worker, self._spare = self._spare, None
+            else:
+                worker = await tpl.fork()
         except WorkerStartError as e:
             if tpl.alive:  # it answered that it cannot fork: it never will
                 log.info("cannot fork workers (%s); starting each worker as a new process", e)
@@ -222,6 +239,7 @@ class ForkedWorkers(WorkerSource):
             raise
         async with worker:
             await worker.setup(self.config)
+            worker.budget = None if fresh else self.budget
             yield worker
 
     async def warm(self, attr_path: tuple[str, ...]) -> None:
@@ -234,12 +252,17 @@ class ForkedWorkers(WorkerSource):
             return
         self._warmed.add(attr_path)
         tpl = await self._get_template()
+        if self._spare is None:  # forked before warming, for a worker wanted meanwhile
+            with contextlib.suppress(WorkerStartError):
+                self._spare = await tpl.fork()
         await tpl.warm(list(attr_path))
         if not tpl.alive:  # killed for it: its siblings would be too, each costing a new template
             log.info("the template passed the limit warming %s; no more warming this run", ".".join(attr_path))
             self._warm_killed = True
 
     async def aclose(self) -> None:
+        if self._spare is not None:
+            await self._spare.aclose()
         if self._template is not None:
             await self._template.aclose()
         await self.processes.aclose()

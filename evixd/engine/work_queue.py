@@ -144,6 +144,12 @@ class WorkQueue:
         self.leased += 1
         return Batch(next(self._ids), [(path, None if name is None else [name])], alone=True)
 
+    def unclaim(self, batch: Batch) -> None:
+        """A batch from take_alone that no worker was opened for goes back to wait."""
+        (path, name), = batch.items()
+        self.release(batch)
+        self.put_alone(path, name)
+
     def take_nowait(self, slots: int, systems: Systems = None) -> Batch | None:
         """The next batch for a worker owning `systems` if there is work for it now, else None."""
         lanes = [lane for lane in self._eligible(systems) if lane]
