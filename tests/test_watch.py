@@ -8,15 +8,16 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 
 from evix_helpers import nix_bin, nix_drv_paths, run_evix, wait_until
 from nix_helpers import derivation_nix, nix_flake_lock
-from evixd.engine.watch_paths import path_inputs
+from evixd.engine.watch_paths import path_inputs, read_lock
 from protocol.environment import EVALUATOR_NAME, TEMPLATE_NAME
 from process_watch import evaluators
-from watch_helpers import Watching
+from watch_helpers import Watching, inotify_watches, path_input_flake
 
 JOBS = "{ %s }"
 
@@ -96,26 +97,12 @@ def test_editor_files_and_git_do_not_trigger(tmp_path: Path) -> None:
         assert [c["name"] for c in first["changed"]] == ["a-2"]
 
 
-def _flake(root: Path, dep: Path, word: str) -> None:
-    dep.mkdir(exist_ok=True)
-    (dep / "flake.nix").write_text('{ outputs = { self }: { word = "%s"; }; }\n' % word)
-    (root / "sub").mkdir(parents=True, exist_ok=True)
-    (root / "sub" / "flake.nix").write_text('{ outputs = { self }: { word = "s1"; }; }\n')
-    (root / "flake.nix").write_text("""{
-  inputs.dep.url = "path:%s";
-  inputs.sub.url = "path:./sub";
-  outputs = { self, dep, sub }: { hydraJobs.hello = derivation {
-    name = "hello-${dep.word}-${sub.word}"; system = "x86_64-linux"; builder = "/bin/sh"; }; };
-}
-""" % dep)
-
-
 def test_edit_in_a_flake_path_input_triggers_as_if_relocked(tmp_path: Path) -> None:
     root, dep = tmp_path / "main", tmp_path / "dep"
-    _flake(root, dep, "one")
+    path_input_flake(root, dep, "one")
     lock = nix_flake_lock(root)
     # the absolute input is locked by its hash, the relative one is part of the root's tree
-    assert path_inputs(str(root)) == [("dep", str(dep), True), ("sub", str(root / "sub"), False)]
+    assert path_inputs(str(root), read_lock(str(root / "flake.lock"))) == [("dep", str(dep), True), ("sub", str(root / "sub"), False)]
     with Watching("--no-daemon", "--flake", ".#hydraJobs", cwd=root) as w:
         w.wait_events({"hello"})
         (dep / "flake.nix").write_text('{ outputs = { self }: { word = "two"; }; }\n')
@@ -130,6 +117,32 @@ def test_edit_in_a_flake_path_input_triggers_as_if_relocked(tmp_path: Path) -> N
         capture_output=True, text=True, check=True).stdout
     assert diff["changed"][0]["drvPath"] == relocked
     assert (root / "flake.lock").read_text() == lock  # the user's lock is never written
+
+
+def _names(diff: dict[str, Any]) -> list[str]:
+    return [c["name"] for c in diff["changed"]]
+
+
+def test_a_watched_file_counts_alone_in_its_directory(tmp_path: Path) -> None:
+    """--watch FILE: a new directory (or a sibling) beside it gets no watch and is no change."""
+    lib = tmp_path / "lib"
+    lib.mkdir()
+    (lib / "name.nix").write_text('"a-1"')
+    (tmp_path / "src").mkdir()
+    source = "{ a = derivation { name = import %s; system = \"x86_64-linux\"; builder = \"/bin/sh\"; }; }"
+    (tmp_path / "src" / "jobs.nix").write_text(source % (lib / "name.nix"))
+    with Watching("--no-daemon", "--file", "src/jobs.nix", "--watch", "lib/name.nix", cwd=tmp_path) as w:
+        w.wait_events({"a"})
+        watches = inotify_watches(w.proc.pid)
+        (lib / "new" / "deeper").mkdir(parents=True)
+        (lib / "new" / "deeper" / "f.nix").write_text("1")
+        (lib / "sibling.nix").write_text("1")
+        time.sleep(1)  # far past the debounce: had they counted, a diff of nothing would come first
+        assert inotify_watches(w.proc.pid) == watches
+        (lib / "name.nix").write_text('"a-2"')
+        (first,) = w.wait_diffs(1)
+        assert _names(first) == ["a-2"]
+        assert first["changed"][0]["drvPath"] == truth(source % (lib / "name.nix"), "a")
 
 
 BURST = """builtins.mapAttrs (n: _: derivation {

@@ -14,6 +14,33 @@ from evix_helpers import start_evix, wait_until
 from process_watch import evaluators, new_tag, tagged
 
 
+def path_input_flake(root: Path, dep: Path, word: str) -> None:
+    """A flake at `root` with two path inputs: `dep` (absolute: locked by its hash; its
+    `word` is `word`) and `./sub` (relative); `hydraJobs.hello` is named after both words."""
+    dep.mkdir(exist_ok=True)
+    (dep / "flake.nix").write_text('{ outputs = { self }: { word = "%s"; }; }\n' % word)
+    (root / "sub").mkdir(parents=True, exist_ok=True)
+    (root / "sub" / "flake.nix").write_text('{ outputs = { self }: { word = "s1"; }; }\n')
+    (root / "flake.nix").write_text("""{
+  inputs.dep.url = "path:%s";
+  inputs.sub.url = "path:./sub";
+  outputs = { self, dep, sub }: { hydraJobs.hello = derivation {
+    name = "hello-${dep.word}-${sub.word}"; system = "x86_64-linux"; builder = "/bin/sh"; }; };
+}
+""" % dep)
+
+
+def inotify_watches(pid: int) -> int:
+    """The inotify watches process `pid` holds, as the kernel lists them (one per directory)."""
+    count = 0
+    for info in Path(f"/proc/{pid}/fdinfo").iterdir():
+        try:
+            count += sum(line.startswith("inotify wd:") for line in info.read_text().splitlines())
+        except OSError:
+            continue
+    return count
+
+
 def diff_of(line: dict[str, Any]) -> bool:
     return set(line) == {"added", "removed", "changed", "errors"}
 

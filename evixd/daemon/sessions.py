@@ -17,6 +17,7 @@ the first, then runs); queries never take it: they read the last finished graph.
 
 from __future__ import annotations
 
+import functools
 import gc
 import logging
 import time
@@ -129,31 +130,42 @@ class SessionRegistry:
 
         Raises InputError when the input cannot load (a session that never had a graph is
         then forgotten)."""
+        return await self.evaluate_with(config, lambda session: session.evaluate(sink))
+
+    async def evaluate_with(self, config: EvalConfig, run: Callable[[Session], Awaitable[T]]) -> tuple[SessionEntry, T]:
+        """Runs `run(session)`, one evaluation, on `config`'s session (made if needed) under its
+        lock; a session left with no graph (its first evaluation failed) is forgotten."""
         while True:
             entry = self.ensure_entry(config)
             async with entry.lock:
                 if entry.removed:  # dropped or forgotten while we waited
                     continue
-                ok = False
                 try:
-                    summary = await self._run(entry, config, lambda: entry.session.evaluate(sink))
-                    ok = True
+                    result = await self._run(entry, config, functools.partial(run, entry.session))
                 finally:
-                    if not ok and entry.session.graph is None:
+                    if entry.session.graph is None:
                         self._remove(entry)
             self._evict(keep=entry)
-            return entry, summary
+            return entry, result
 
     async def diff(self, entry: SessionEntry, config: EvalConfig) -> tuple[Diff, Summary]:
         """Re-evaluates a warm session and compares; SessionError when it went away meanwhile."""
+        async def run(session: Session) -> tuple[Diff, Summary]:
+            diff = await session.diff_once()
+            assert session.last_summary is not None
+            return diff, session.last_summary
+
+        return await self.reevaluate(entry, config, run)
+
+    async def reevaluate(self, entry: SessionEntry, config: EvalConfig, run: Callable[[Session], Awaitable[T]]) -> T:
+        """Runs `run(session)`, one evaluation, on the warm session of `entry` under its lock;
+        SessionError when it went away meanwhile."""
         async with entry.lock:
             if entry.removed or entry.session.graph is None:
                 raise SessionError("the session was dropped")
-            diff = await self._run(entry, config, entry.session.diff_once)
-            summary = entry.session.last_summary
-            assert summary is not None
+            result = await self._run(entry, config, functools.partial(run, entry.session))
         self._evict(keep=entry)
-        return diff, summary
+        return result
 
     async def _run(self, entry: SessionEntry, config: EvalConfig, run: Callable[[], Awaitable[T]]) -> T:
         """One evaluation under the entry's lock: cold pool during the run, warm after."""

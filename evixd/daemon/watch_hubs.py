@@ -25,10 +25,12 @@ from protocol import rpc
 from protocol.config import EvalConfig
 from protocol.events import error_event, parse_attr
 
-from evixd.engine.errors import EvixError, SessionError
-from evixd.engine.graph import Graph, diff_graphs
-from evixd.engine.watch import DEBOUNCE, WatchUpdate, failure_diff, run_watch
-from evixd.engine.watch_paths import fresh_overrides, watch_roots
+from evixd.engine.errors import SessionError
+from evixd.engine.graph import Graph
+from evixd.engine.reevaluation import WatchUpdate, evaluate_compared, failure_diff
+from evixd.engine.session import Session
+from evixd.engine.watch import DEBOUNCE, run_watch
+from evixd.engine.watch_paths import WatchTargets, check_watchable, watch_targets
 from .sessions import SessionRegistry
 
 log = logging.getLogger("evix.daemon")
@@ -100,43 +102,45 @@ class WatchHub:
         """Watches and evaluates until the last subscriber leaves."""
         try:
             with self.scope:
-                roots = functools.partial(watch_roots, self.config, self.extra)
-                await run_watch(roots, self._first, self._again, debounce=self.debounce)
+                targets = functools.partial(watch_targets, self.config, self.extra)
+                await run_watch(targets, self._first, self._again, debounce=self.debounce)
         finally:
             entry = self.registry.get(self.config.session_key())
             if entry is not None:  # a plain `eval` of it follows flake.lock again
                 entry.session.input_overrides = ()
 
-    async def _first(self) -> None:
+    async def _first(self, targets: WatchTargets) -> None:
         async with self.lock:
-            update = await self._evaluate(self._events_sink)
-        if update.summary is None:
+            update = await self._evaluate(targets, self._events_sink)
+        if update is not None:  # it failed (a good first evaluation is no change)
             self._broadcast(("diff", update))
 
-    async def _again(self) -> None:
+    async def _again(self, targets: WatchTargets) -> None:
         async with self.lock:
-            self._broadcast(("diff", await self._evaluate(None)))
+            update = await self._evaluate(targets, None)
+        assert update is not None
+        self._broadcast(("diff", update))
 
     def _events_sink(self, data: bytes) -> None:
         self._broadcast(("events", data))
 
-    async def _evaluate(self, sink: Callable[[bytes], None] | None) -> WatchUpdate:
-        """One evaluation into the registry's session: a diff against its warm graph, or
-        the first graph (compared with nothing) when it has none."""
+    async def _evaluate(self, targets: WatchTargets, sink: Callable[[bytes], None] | None) -> WatchUpdate | None:
+        """One evaluation into the registry's session, compared with its warm graph (empty
+        when it has none); the first one (`sink` set: its events are sent) is not compared."""
         registry, config = self.registry, self.config
+
+        async def run(session: Session) -> WatchUpdate | None:
+            session.input_overrides = targets.overrides
+            return await evaluate_compared(session, sink, compare=sink is None)
+
         entry = registry.ensure_entry(config)
-        entry.session.input_overrides = fresh_overrides(config)
         try:
             if entry.session.graph is not None and sink is None:
-                diff, summary = await registry.diff(entry, config)
-                return WatchUpdate(diff, summary)
-            entry, summary = await registry.evaluate(config, sink)
+                return await registry.reevaluate(entry, config, run)
+            return (await registry.evaluate_with(config, run))[1]
         except SessionError:  # dropped meanwhile: the next change starts a new session
-            return WatchUpdate(failure_diff(SessionError("the session was dropped while it was evaluated")), None)
-        except EvixError as e:
-            return WatchUpdate(failure_diff(e), None)
-        assert entry.session.graph is not None
-        return WatchUpdate(diff_graphs(Graph(), entry.session.graph), summary)
+            error = SessionError("the session was dropped while it was evaluated")
+            return WatchUpdate(failure_diff(error), None, error)
 
 
 def snapshot_events(graph: Graph) -> bytes:
@@ -160,7 +164,7 @@ class WatchHubs:
         key = (config.session_key(), tuple(sorted(extra)))
         hub = self.hubs.get(key)
         if hub is None or hub.scope.cancel_called:  # (a hub whose last subscriber just left is ending)
-            watch_roots(config, extra)  # WatchError: nothing to watch
+            check_watchable(config)  # WatchError: nothing to watch
             hub = self.hubs[key] = WatchHub(config, extra, self.registry, debounce or DEBOUNCE)
             subscriber = hub.subscribe()
             self.registry.spawn(self._host, key, hub)

@@ -10,6 +10,8 @@ are read and sorted here. What pyinotify does not do for us, done here:
 - a queue overflow (IN_Q_OVERFLOW: events were lost) counts as a change of everything;
 - a watched root that disappears is watched for from its nearest existing ancestor, and
   watched again (and reported) when it comes back;
+- a single file is watched through its directory, for its name alone: nothing else there
+  (a sibling, a new directory) counts or gets a watch, unless a watched tree holds it too;
 - editor temporary and swap files, `.git` internals and `result` links are not changes.
 """
 
@@ -62,10 +64,11 @@ def ignored_name(name: str) -> bool:
 
 @dataclass(frozen=True)
 class Root:
-    """One thing to watch: a directory tree (recursive), or one directory's direct entries."""
+    """One thing to watch: the directory tree at `path`, or (`file` set) the one entry `file`
+    of the directory `path` (a `--watch FILE`, a reference lock file)."""
 
     path: str
-    recursive: bool = True
+    file: str | None = None
 
 
 @dataclass
@@ -112,6 +115,7 @@ class TreeWatcher:
         os.set_blocking(self.manager.get_fd(), False)
         self._stand_ins: dict[Root, int] = {}  # a missing root -> the wd of the ancestor standing in
         self._trees: set[int] = set()  # wds of the directories of the trees (an ancestor may be one too)
+        self._files: dict[int, set[str]] = {}  # wd of a single file's directory -> the names watched in it
         self._changes = Changes()
         for root in self.roots:
             self._watch_root(root)
@@ -142,7 +146,10 @@ class TreeWatcher:
     def _watch_root(self, root: Root) -> None:
         """Watches `root`; while it is missing, its nearest existing ancestor stands in."""
         if os.path.isdir(root.path):
-            self._add_tree(root.path, root.recursive)
+            if root.file is None:
+                self._add_tree(root.path)
+            elif (wd := self._add(root.path)) is not None:
+                self._files.setdefault(wd, set()).add(root.file)
             return
         ancestor = os.path.dirname(root.path)
         while ancestor != "/" and not os.path.isdir(ancestor):
@@ -152,13 +159,12 @@ class TreeWatcher:
             self._stand_ins[root] = wd
         log.info("%s is missing: watching %s for it to come back", root.path, ancestor)
 
-    def _add_tree(self, top: str, recursive: bool) -> None:
+    def _add_tree(self, top: str) -> None:
         """Watches `top` and (recursively) its directories, skipping ignored ones and symlinks."""
         dirs = [top]
-        if recursive:
-            for dirpath, dirnames, _ in os.walk(top):
-                dirnames[:] = [d for d in dirnames if not ignored_name(d)]
-                dirs += [os.path.join(dirpath, d) for d in dirnames]
+        for dirpath, dirnames, _ in os.walk(top):
+            dirnames[:] = [d for d in dirnames if not ignored_name(d)]
+            dirs += [os.path.join(dirpath, d) for d in dirnames]
         for d in dirs:
             wd = self._add(d)
             if wd is not None:
@@ -181,10 +187,12 @@ class TreeWatcher:
         for root, wd in list(self._stand_ins.items()):
             if wd == event.wd:  # beside a missing root: is it back?
                 self._maybe_back(root)
-        if event.wd not in self._trees:  # only a stand-in
+        in_tree = event.wd in self._trees
+        if not in_tree and event.wd not in self._files:  # only a stand-in
             return
         if event.mask & (pyinotify.IN_DELETE_SELF | pyinotify.IN_MOVE_SELF):  # a watched directory went
             self._trees.discard(event.wd)
+            self._files.pop(event.wd, None)
             self._changes.paths.add(event.path)
             for gone in self.roots:
                 if gone.path == os.path.normpath(event.path.removesuffix("-unknown-path")):
@@ -194,15 +202,17 @@ class TreeWatcher:
             return
         if event.mask & pyinotify.IN_IGNORED or ignored_name(event.name):
             return
+        if not in_tree and event.name not in self._files[event.wd]:  # a single file's sibling
+            return
         self._changes.paths.add(event.pathname)
-        if event.dir and event.mask & (pyinotify.IN_CREATE | pyinotify.IN_MOVED_TO):
-            self._add_tree(event.pathname, True)  # rescanned: its contents are taken as they are now
+        if in_tree and event.dir and event.mask & (pyinotify.IN_CREATE | pyinotify.IN_MOVED_TO):
+            self._add_tree(event.pathname)  # rescanned: its contents are taken as they are now
 
     def _maybe_back(self, root: Root) -> None:
         if not os.path.isdir(root.path):
             return
         wd = self._stand_ins.pop(root)
-        if wd not in self._trees and wd not in self._stand_ins.values():
+        if wd not in self._trees and wd not in self._files and wd not in self._stand_ins.values():
             self.manager.rm_watch(wd, quiet=True)
         self._watch_root(root)
         self._changes.paths.add(root.path)

@@ -21,7 +21,6 @@ import contextlib
 import dataclasses
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
 
 import trio
 
@@ -32,14 +31,12 @@ from protocol.query import Filter
 
 from .errors import SessionError
 from .event_stream import Decoded, EventStream, stream_events
-from .graph import Diff, Graph, diff_graphs
+from .graph import Diff, Graph
 from .pool import WorkerPool
 from .query_index import QueryIndex
+from .reevaluation import WatchUpdate, evaluate_compared
 from .run import run_evaluation
 from .scheduler import EventSink, Summary
-
-if TYPE_CHECKING:
-    from .watch import WatchUpdate
 
 
 class Session:
@@ -151,10 +148,11 @@ class Session:
         which the new result then replaces."""
         if self.graph is None:
             raise SessionError("no warm graph to compare with: drain stream() (or call evaluate()) first")
-        old = self.graph
-        await self.evaluate(sink)
-        assert self.graph is not None
-        return diff_graphs(old, self.graph)
+        update = await evaluate_compared(self, sink)
+        assert update is not None
+        if update.error is not None:
+            raise update.error
+        return update.diff
 
     def watch(self, extra: tuple[str, ...] = (), initial_sink: EventSink | None = None,
               spawned: list[SpawnedWorker] | None = None, *, debounce: float | None = None,

@@ -25,21 +25,18 @@ import functools
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import trio
 
 from evixd.worker_launch import SpawnedWorker
-from protocol.rpc_results import Diff, DiffError
 
-from .errors import EvixError
 from .event_stream import _unwrapped
-from .graph import Graph, diff_graphs
-from .inotify_watch import Root, TreeWatcher
+from .inotify_watch import TreeWatcher
 from .pool import WorkerPool
-from .scheduler import EventSink, Summary
-from .watch_paths import fresh_overrides, watch_roots
+from .reevaluation import WatchUpdate, evaluate_compared
+from .scheduler import EventSink
+from .watch_paths import WatchTargets, check_watchable, watch_targets
 
 if TYPE_CHECKING:
     from .session import Session
@@ -48,20 +45,6 @@ log = logging.getLogger("evix.watch")
 
 DEBOUNCE = 0.02  # seconds without a change that end a burst
 MAX_DELAY = 0.5  # seconds after a burst's first change at most before its evaluation
-
-
-@dataclass(frozen=True)
-class WatchUpdate:
-    """One re-evaluation: how it differs from the last good graph; `summary` None when the
-    input could not be loaded (then `diff.errors` holds why)."""
-
-    diff: Diff
-    summary: Summary | None
-
-
-def failure_diff(error: Exception) -> Diff:
-    """The diff of an evaluation that could not load the input: one error, on the root."""
-    return Diff([], [], [], [DiffError("", str(error))])
 
 
 class ChangeFlag:
@@ -97,40 +80,29 @@ async def _follow(watcher: TreeWatcher, flag: ChangeFlag) -> None:
             flag.note()
 
 
-async def run_watch(roots: Callable[[], list[Root]], initial: Callable[[], Awaitable[object]],
-                    again: Callable[[], Awaitable[object]], *, debounce: float = DEBOUNCE,
+async def run_watch(targets: Callable[[], WatchTargets], initial: Callable[[WatchTargets], Awaitable[object]],
+                    again: Callable[[WatchTargets], Awaitable[object]], *, debounce: float = DEBOUNCE,
                     max_delay: float = MAX_DELAY) -> None:
-    """Watches `roots()`, runs `initial` once they are watched, then `again` after each
-    burst of changes, one at a time, until cancelled. `roots()` is asked again before each
-    `again` (a flake.lock may have gained a path input)."""
-    watcher = TreeWatcher(roots())
+    """Watches the roots of `targets()`, runs `initial` once they are watched, then `again`
+    after each burst of changes, one at a time, until cancelled; each is handed the targets
+    it runs with. `targets()` is asked again before each `again` (a lock file may have
+    gained a path input), once: the lock file is read once per change."""
+    current = targets()
+    watcher = TreeWatcher(current.roots)
     log.info("watching %d directories", watcher.watched_dirs)
     flag = ChangeFlag()
     try:
         async with trio.open_nursery() as nursery:
             nursery.start_soon(_follow, watcher, flag)
-            await initial()
+            await initial(current)
             while True:
                 await flag.settled(debounce, max_delay)
                 flag.take()
-                watcher.add_roots(roots())
-                await again()
+                current = targets()
+                watcher.add_roots(current.roots)
+                await again(current)
     finally:
         watcher.close()
-
-
-async def evaluate_change(session: Session, sink: EventSink | None = None,
-                          spawned: list[SpawnedWorker] | None = None) -> WatchUpdate:
-    """Re-evaluates `session` and compares with its warm graph (empty before the first good
-    evaluation); an input that fails to load leaves the graph as it was."""
-    old = session.graph or Graph()
-    try:
-        summary = await session.evaluate(sink, spawned=spawned)
-    except EvixError as e:
-        log.warning("%s", e)
-        return WatchUpdate(failure_diff(e), None)
-    assert session.graph is not None
-    return WatchUpdate(diff_graphs(old, session.graph), summary)
 
 
 @contextlib.asynccontextmanager
@@ -142,8 +114,7 @@ async def watch_session(
     then yields a WatchUpdate after every change, for as long as the block lasts. A failed
     first evaluation is an update too. WatchError (before anything runs) when the input has
     nothing on disk to watch."""
-    roots = functools.partial(watch_roots, session.config, extra)
-    roots()  # WatchError now, before anything starts
+    check_watchable(session.config)  # WatchError now, before anything starts
     send, receive = trio.open_memory_channel[WatchUpdate](math.inf)
     own_pool = session.pool is None
     if own_pool:
@@ -151,19 +122,23 @@ async def watch_session(
     pool = session.pool
     assert pool is not None
 
-    async def evaluate(sink: EventSink | None, first: bool) -> None:
-        session.input_overrides = fresh_overrides(session.config)  # flake.lock as it is now
+    async def evaluate(sink: EventSink | None, first: bool, targets: WatchTargets) -> None:
+        session.input_overrides = targets.overrides  # flake.lock as it is now
         pool.resize(0)  # no spare starting up while this evaluation needs the CPU
-        update = await evaluate_change(session, sink, spawned if first else None)
+        # the first good evaluation is no change: not compared
+        update = await evaluate_compared(session, sink, spawned if first else None, compare=not first)
         pool.resize(session.config.processes_per_run)  # a spare for the next change
-        if not first or update.summary is None:  # the first good evaluation is no change
+        if update is not None:
+            if update.error is not None:
+                log.warning("%s", update.error)
             send.send_nowait(update)
 
     try:
         async with trio.open_nursery() as nursery:
             if own_pool:
                 await nursery.start(pool.serve)
-            nursery.start_soon(functools.partial(run_watch, roots, functools.partial(evaluate, initial_sink, True),
+            targets = functools.partial(watch_targets, session.config, extra)
+            nursery.start_soon(functools.partial(run_watch, targets, functools.partial(evaluate, initial_sink, True),
                                                  functools.partial(evaluate, None, False), debounce=debounce))
             yield receive
             nursery.cancel_scope.cancel()
