@@ -53,10 +53,14 @@ def test_an_input_the_remote_cannot_see_is_shipped_and_gives_the_same_drv_paths(
                            env=remote_env())
         again = eval_locally("--file", str(entry), "--workers", "0", "--remote", service.endpoint, "", "1",
                              env=remote_env())
+        shutil.rmtree(next(cache.glob("*/project")))  # the tree gone from under its mark: shipped again
+        third = eval_locally("--file", str(entry), "--workers", "0", "--remote", service.endpoint, "", "1",
+                             env=remote_env())
     assert run.code == 0, run.stderr + service.log
     drvs = run.derivations()
     assert [drvs[a]["drvPath"] for a in ("data", "tree", "nested.leaf")] == truth
     assert again.code == 0 and again.canonical() == run.canonical()
+    assert third.code == 0 and third.canonical() == run.canonical(), third.stderr
     shipped = [p for p in cache.iterdir() if (p / ".complete").exists()]
     assert len(shipped) == 1 and (shipped[0] / "project" / "sub" / "leaf.txt").read_text() == "a leaf\n"
 
