@@ -10,7 +10,9 @@ import socket
 import struct
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -253,6 +255,18 @@ def test_the_memory_limit_holds_on_a_remote_and_its_retry_runs_in_a_fresh_evalua
     assert log.count("serving") == 1 and log.count("died") >= 2
 
 
+@contextlib.contextmanager
+def _master(*args: str, **popen: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """`evix eval --no-daemon ARGS` with the test token, killed at the end if it still runs."""
+    proc = start_evix("eval", "--no-daemon", *args, env=remote_env(), **popen)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
 BROKEN_NIX = {"NIX_CONFIG": "cores = abc"}
 """A service environment whose evaluators cannot start: Nix refuses the setting at init (the
 service itself loads no Nix, so it listens and accepts as usual)."""
@@ -268,20 +282,15 @@ def test_a_remote_whose_evaluator_cannot_start_retires_and_the_local_worker_does
     gate.join(timeout=10)
     assert local.code == 0, local.stderr
     master_log = tmp_path / "master.log"
-    with services(listen_args(), env=BROKEN_NIX) as (service,), master_log.open("wb") as err_file:
-        proc = start_evix("eval", "--no-daemon", "--file", str(source), "--workers", "1",
-                          "--remote", service.endpoint, "", "1", env=remote_env(), stderr=err_file)
-        try:
-            def gave_up() -> bool:
-                assert proc.poll() is None, master_log.read_text()
-                return "failed 3 times in a row" in master_log.read_text()
-            wait_until(gave_up, "the master to retire the failing remote", timeout=90)
-            _open_gate(fifo).join(timeout=10)
-            out, _ = proc.communicate(timeout=120)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
+    with services(listen_args(), env=BROKEN_NIX) as (service,), master_log.open("wb") as err_file, \
+            _master("--file", str(source), "--workers", "1", "--remote", service.endpoint, "", "1",
+                    stderr=err_file) as proc:
+        def gave_up() -> bool:
+            assert proc.poll() is None, master_log.read_text()
+            return "failed 3 times in a row" in master_log.read_text()
+        wait_until(gave_up, "the master to retire the failing remote", timeout=90)
+        _open_gate(fifo).join(timeout=10)
+        out, _ = proc.communicate(timeout=120)
         log = service.log
     run = Run(proc.returncode, out, master_log.read_text())
     assert run.code == 0, run.stderr
@@ -325,19 +334,15 @@ def test_a_remote_whose_evaluators_die_after_ready_every_time_is_retired(tmp_pat
     a few in a row the master gives up on that remote (it used to reset it for ever)."""
     source, _fifo = _slow_input(tmp_path)
     stop = threading.Event()
-    with services(listen_args()) as (service,):
-        proc = start_evix("eval", "--no-daemon", "--file", str(source), "--workers", "0",
-                          "--remote", service.endpoint, "", "1", env=remote_env())
+    with services(listen_args()) as (service,), \
+            _master("--file", str(source), "--workers", "0", "--remote", service.endpoint, "", "1") as proc:
+        wait_until(lambda: _blocked_on_fifo(service), "the remote to evaluate the blocking attribute", timeout=60)
+        killer = _kill_templates(service, stop)
         try:
-            wait_until(lambda: _blocked_on_fifo(service), "the remote to evaluate the blocking attribute", timeout=60)
-            killer = _kill_templates(service, stop)
             out, err = proc.communicate(timeout=120)
         finally:
             stop.set()
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        killer.join(timeout=10)
+            killer.join(timeout=10)
     run = Run(proc.returncode, out, err.decode())
     assert run.code == 1
     assert f"no worker left to evaluate on: remote worker {service.endpoint} failed 3 times in a row" in run.stderr
