@@ -62,7 +62,11 @@ def serve(in_fd: int, out_fd: int) -> int:
     Nix and the schema are ready before waiting for setup, so an idle worker in a pool is truly warm.
     A worker set up as a template loads the input, then forks workers (template.py) instead.
     """
-    nixffi.init()
+    try:
+        nixffi.init()
+    except nixffi.NixError as e:  # a broken Nix configuration here (nix.conf, NIX_CONFIG): its own words
+        print(f"evix worker: cannot initialise Nix: {e}", file=sys.stderr)
+        return 1
     wire.schema()  # ~50 ms of capnp import: spent while the master is still starting, not after setup
     frames = FrameReader(in_fd)
     try:

@@ -28,6 +28,10 @@ MAX_SOURCE_BYTES = 512 << 20  # a shipped tree, packed: masters refuse to send m
 _TRAVERSAL_LIMIT_WORDS = MAX_REMOTE_FRAME_BYTES // 8
 BUSY = "busy: "
 """How a `refused` message begins when the service is only full (the master retries later)."""
+UNAVAILABLE = "unavailable: "
+"""How a `refused` message begins when the service cannot serve for a reason of its own (its
+evaluator cannot start): not the master's fault, the master tries again a few times and then
+goes on without that remote."""
 
 
 @dataclass(frozen=True)

@@ -3,17 +3,22 @@ protocol, TLS (self-signed) and the mismatches between TLS and plain ports."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
 import struct
 import subprocess
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
+import psutil
 import pytest
 
 from evix_helpers import FIXTURES, MEMORY_HOG, Run, eval_locally, start_evix, wait_until
+from protocol.environment import TEMPLATE_NAME
 from remote_helpers import Service, listen_args, remote_env, services
 
 JOBS = FIXTURES / "jobs.nix"
@@ -248,3 +253,97 @@ def test_the_memory_limit_holds_on_a_remote_and_its_retry_runs_in_a_fresh_evalua
     assert "memory limit of 300 MiB exceeded" in error and "also when evaluated alone" in error
     assert {"a", "z"} <= set(run.derivations())
     assert log.count("serving") == 1 and log.count("died") >= 2
+
+
+@contextlib.contextmanager
+def _master(*args: str, **popen: Any) -> Iterator[subprocess.Popen[bytes]]:
+    """`evix eval --no-daemon ARGS` with the test token, killed at the end if it still runs."""
+    proc = start_evix("eval", "--no-daemon", *args, env=remote_env(), **popen)
+    try:
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+BROKEN_NIX = {"NIX_CONFIG": "cores = abc"}
+"""A service environment whose evaluators cannot start: Nix refuses the setting at init (the
+service itself loads no Nix, so it listens and accepts as usual)."""
+
+
+def test_a_remote_whose_evaluator_cannot_start_retires_and_the_local_worker_does_the_run(tmp_path: Path):
+    """The remote takes every connection and fails it; after a few in a row the master goes on
+    without it (it used to stop the whole run, and a remote failing after Ready was retried
+    for ever). The blocking attribute holds the run open until the master has given up."""
+    source, fifo = _slow_input(tmp_path)
+    gate = _open_gate(fifo)
+    local = eval_locally("--file", str(source), "--workers", "1")
+    gate.join(timeout=10)
+    assert local.code == 0, local.stderr
+    master_log = tmp_path / "master.log"
+    with services(listen_args(), env=BROKEN_NIX) as (service,), master_log.open("wb") as err_file, \
+            _master("--file", str(source), "--workers", "1", "--remote", service.endpoint, "", "1",
+                    stderr=err_file) as proc:
+        def gave_up() -> bool:
+            assert proc.poll() is None, master_log.read_text()
+            return "failed 3 times in a row" in master_log.read_text()
+        wait_until(gave_up, "the master to retire the failing remote", timeout=90)
+        _open_gate(fifo).join(timeout=10)
+        out, _ = proc.communicate(timeout=120)
+        log = service.log
+    run = Run(proc.returncode, out, master_log.read_text())
+    assert run.code == 0, run.stderr
+    assert run.canonical() == local.canonical()
+    warning = next(line for line in run.stderr.splitlines() if "failed 3 times in a row" in line)
+    assert f"remote worker {service.endpoint}" in warning and "'cores' has invalid value 'abc'" in warning
+    assert "going on without it" in warning
+    assert log.count("cannot start an evaluator") == 3
+
+
+def test_a_run_on_failing_remotes_only_ends_naming_them():
+    with services(listen_args(), env=BROKEN_NIX) as (service,):
+        run = eval_locally("--file", str(JOBS), "--workers", "0", "--remote", service.endpoint, "", "2",
+                           env=remote_env())
+    assert run.code == 1
+    assert "no worker left to evaluate on" in run.stderr
+    assert f"remote worker {service.endpoint} failed 3 times in a row" in run.stderr
+    assert "'cores' has invalid value 'abc'" in run.stderr
+
+
+def _kill_templates(service: Service, stop: threading.Event) -> threading.Thread:
+    """Kills each template process of `service` once its forked evaluator is blocked on the
+    FIFO (so that evaluator was ready and took the batch), until `stop` is set: the evaluator
+    dies with its template, through no fault of its own."""
+    def kill() -> None:
+        while not stop.wait(0.02):
+            for process in service.descendants():
+                with contextlib.suppress(psutil.Error, OSError):
+                    if process.name() == TEMPLATE_NAME and any(
+                            Path(f"/proc/{child.pid}/wchan").read_text() == "wait_for_partner"
+                            for child in process.children()):
+                        os.kill(process.pid, signal.SIGKILL)
+    thread = threading.Thread(target=kill, daemon=True)
+    thread.start()
+    return thread
+
+
+def test_a_remote_whose_evaluators_die_after_ready_every_time_is_retired(tmp_path: Path):
+    """Once only the blocking attribute is left, each evaluator of the remote (a new one after
+    every death) is ready, takes it and dies with its template before finishing anything: after
+    a few in a row the master gives up on that remote (it used to reset it for ever)."""
+    source, _fifo = _slow_input(tmp_path)
+    stop = threading.Event()
+    with services(listen_args()) as (service,), \
+            _master("--file", str(source), "--workers", "0", "--remote", service.endpoint, "", "1") as proc:
+        wait_until(lambda: _blocked_on_fifo(service), "the remote to evaluate the blocking attribute", timeout=60)
+        killer = _kill_templates(service, stop)
+        try:
+            out, err = proc.communicate(timeout=120)
+        finally:
+            stop.set()
+            killer.join(timeout=10)
+    run = Run(proc.returncode, out, err.decode())
+    assert run.code == 1
+    assert f"no worker left to evaluate on: remote worker {service.endpoint} failed 3 times in a row" in run.stderr
+    assert len(run.derivations()) == 30  # all the others, evaluated before the remote failed

@@ -4,11 +4,20 @@ runs in its own mount namespace, where the input's directory is hidden under a t
 
 from __future__ import annotations
 
+import hashlib
 import re
+import shutil
 import subprocess
+import time
+import tracemalloc
 from pathlib import Path
 
-from evix_helpers import eval_locally
+import trio
+
+from evix_helpers import Run, command, eval_locally, evix_env, wait_until
+from evixd.engine.remote_sources import ShippedSource
+from evixd.remote_service import sources
+from evixd.remote_service.sources import SAME_HERE_ENTRIES, SourceCache
 from nix_helpers import nix_instantiate_all
 from remote_helpers import listen_args, remote_env, services
 
@@ -44,10 +53,14 @@ def test_an_input_the_remote_cannot_see_is_shipped_and_gives_the_same_drv_paths(
                            env=remote_env())
         again = eval_locally("--file", str(entry), "--workers", "0", "--remote", service.endpoint, "", "1",
                              env=remote_env())
+        shutil.rmtree(next(cache.glob("*/project")))  # the tree gone from under its mark: shipped again
+        third = eval_locally("--file", str(entry), "--workers", "0", "--remote", service.endpoint, "", "1",
+                             env=remote_env())
     assert run.code == 0, run.stderr + service.log
     drvs = run.derivations()
     assert [drvs[a]["drvPath"] for a in ("data", "tree", "nested.leaf")] == truth
     assert again.code == 0 and again.canonical() == run.canonical()
+    assert third.code == 0 and third.canonical() == run.canonical(), third.stderr
     shipped = [p for p in cache.iterdir() if (p / ".complete").exists()]
     assert len(shipped) == 1 and (shipped[0] / "project" / "sub" / "leaf.txt").read_text() == "a leaf\n"
 
@@ -87,3 +100,84 @@ def test_a_local_flake_the_remote_cannot_see_is_shipped(tmp_path: Path):
     assert run.code == 0, run.stderr + service.log
     assert run.canonical() == local.canonical()
     assert str(tmp_path / "cache") in service.log  # evaluated from the shipped copy
+
+
+def _settled(tree: Path) -> None:
+    """Waits until `tree` last changed longer ago than a service needs to keep its answer."""
+    newest = max(p.lstat().st_ctime_ns for p in [tree, *tree.rglob("*")])
+    wait_until(lambda: time.time_ns() - newest > sources.RACY_NS + 500_000_000, "the tree to settle", timeout=10)
+
+
+def test_a_tree_that_changed_on_the_remote_after_it_was_found_the_same_is_shipped(tmp_path: Path):
+    """The remote sees the master's tree at the master's path (found the same: evaluated in
+    place), then its copy changes while the master's does not (the master here runs in a mount
+    namespace where the original is bound over that path): the remote must not trust its
+    earlier answer, it takes the shipped tree and evaluates the master's drvPaths."""
+    project = tmp_path / "project"
+    entry = _project(project)
+    truth = nix_instantiate_all(entry, "-A", "data", "-A", "tree", "-A", "nested.leaf")
+    original = tmp_path / "original"
+    shutil.copytree(project, original)
+    cache = tmp_path / "cache"
+    args = ["eval", "--no-daemon", "--file", str(entry), "--workers", "0"]
+    _settled(project)
+    with services(listen_args(cache=cache)) as (service,):
+        first = eval_locally(*args[2:], "--remote", service.endpoint, "", "1", env=remote_env())
+        assert first.code == 0, first.stderr + service.log
+        assert f"serving --file {entry} " in service.log and not cache.exists()  # evaluated in place
+        (project / "data.txt").write_text("changed on the remote\n")
+        bind = ["unshare", "-m", "sh", "-c", 'mount --bind "$0" "$1" && shift && exec "$@"', str(original), str(project)]
+        proc = subprocess.run([*bind, *command("evix"), *args, "--remote", service.endpoint, "", "1"],
+                              env=evix_env(extra=remote_env()), capture_output=True, timeout=120)
+        log = service.log
+    second = Run(proc.returncode, proc.stdout, proc.stderr.decode())
+    assert second.code == 0, second.stderr + log
+    drvs = second.derivations()
+    assert [drvs[a]["drvPath"] for a in ("data", "tree", "nested.leaf")] == truth
+    assert f"serving --file {cache}" in log
+
+
+def _same_here(cache: SourceCache, tree: Path, digest: str) -> bool:
+    return trio.run(cache.same_here, digest, str(tree), False)
+
+
+def test_same_here_answers_are_checked_against_the_tree_and_bounded(tmp_path: Path):
+    tree = tmp_path / "tree"
+    _project(tree)
+    digest = ShippedSource(tree, with_git=False).digest()
+    cache = SourceCache(tmp_path / "cache")
+    _settled(tree)
+    assert _same_here(cache, tree, digest) and _same_here(cache, tree, digest)  # the second from what is kept
+    (tree / "sub" / "leaf.txt").write_text("another leaf\n")
+    assert not _same_here(cache, tree, digest)
+    shutil.rmtree(tree)
+    _project(tree)
+    assert _same_here(cache, tree, digest)  # the same bytes again
+    shutil.rmtree(tree)
+    assert not _same_here(cache, tree, digest)  # removed
+    _project(tree)
+    _settled(tree)
+    for i in range(SAME_HERE_ENTRIES + 5):
+        _same_here(cache, tree, f"{i:064x}")
+    assert len(cache._same_here) == SAME_HERE_ENTRIES
+
+
+def test_the_remote_hashes_a_tree_without_holding_it(tmp_path: Path):
+    """What the service computes is the hash of exactly what a master ships, read file by
+    file: its memory does not grow with the tree."""
+    tree = tmp_path / "tree"
+    _project(tree)
+    with (tree / "big.bin").open("wb") as f:
+        for i in range(32):
+            f.write(hashlib.sha256(str(i).encode()).digest() * (1 << 15))  # 1 MiB each, 32 MiB in all
+    shipped = ShippedSource(tree, with_git=False)
+    digest = hashlib.sha256(shipped.pack()).hexdigest()
+    cache = SourceCache(tmp_path / "cache")
+    tracemalloc.start()
+    try:
+        same = _same_here(cache, tree, digest)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert same
+    assert peak < 4 << 20, f"{peak >> 20} MiB held to hash a 32 MiB tree"

@@ -69,21 +69,48 @@ class ShippedSource:
             await conn.send(rw.encode_request(rw.SourceChunk(data[at:at + step], last)))
 
     def pack(self) -> bytes:
+        """The tree as the reproducible tar that is shipped (kept in memory: it is sent)."""
         out = io.BytesIO()
-        with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        self._write_tar(out)
+        return out.getvalue()
+
+    def digest(self) -> str:
+        """The SHA-256 of `pack()`, computed file by file: memory does not grow with the tree."""
+        out = _HashingSink()
+        self._write_tar(out)
+        return out.hash.hexdigest()
+
+    def fingerprint(self) -> tuple[str, int]:
+        """(a digest of every shipped path's metadata: name, type, mode, size, inode, mtime and
+        ctime; the newest ctime, in ns): stat calls only, so a tree can be known unchanged
+        without reading it again."""
+        h = hashlib.sha256()
+        newest = 0
+        for path in [self.root, *self._walk()]:
+            st = path.lstat()
+            newest = max(newest, st.st_ctime_ns)
+            h.update(orjson.dumps([str(path.relative_to(self.root)), st.st_mode, st.st_size, st.st_ino,
+                                   st.st_mtime_ns, st.st_ctime_ns]))
+        return h.hexdigest(), newest
+
+    def _write_tar(self, out: io.BytesIO | _HashingSink) -> None:
+        with tarfile.open(fileobj=out, mode="w", format=tarfile.PAX_FORMAT) as tar:  # type: ignore[arg-type]
             for path in self._walk():
                 info = tar.gettarinfo(str(path), arcname=str(path.relative_to(self.root)))
                 info.mtime, info.uid, info.gid, info.uname, info.gname = 0, 0, 0, "", ""
                 if info.isreg():
+                    self._check_size(out.tell() + info.size)  # before reading a file too big to ship
                     with path.open("rb") as f:
                         tar.addfile(info, f)
                 elif info.isdir() or (info.issym() and self._inside(path)):
                     tar.addfile(info)
-                if out.tell() > rw.MAX_SOURCE_BYTES:
-                    raise EvixError(f"{self.root} is larger than {rw.MAX_SOURCE_BYTES >> 20} MiB: too big to ship "
-                                    "to remote workers (a --file is shipped with its whole directory: give it a "
-                                    "directory of its own, or put the tree on the remotes at the same path)")
-        return out.getvalue()
+                self._check_size(out.tell())
+
+    def _check_size(self, size: int) -> None:
+        if size > rw.MAX_SOURCE_BYTES:
+            raise EvixError(f"{self.root} is larger than {rw.MAX_SOURCE_BYTES >> 20} MiB: too big to ship "
+                            "to remote workers (a --file is shipped with its whole directory: give it a "
+                            "directory of its own, or put the tree on the remotes at the same path)")
 
     def _inside(self, link: Path) -> bool:
         """A symbolic link that stays in the tree (others cannot be unpacked safely: left out)."""
@@ -104,6 +131,22 @@ class ShippedSource:
             found += [base / d for d in dirs if not (base / d).is_symlink()]
             found += [base / f for f in sorted(files)]
         return sorted(found, key=lambda p: str(p.relative_to(self.root)).split(os.sep))
+
+
+class _HashingSink:
+    """A write-only file for tarfile that keeps only the SHA-256 and the size of what it got."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.hash.update(data)
+        self.size += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self.size
 
 
 class RemoteInput:

@@ -6,6 +6,9 @@ evaluators behind it: after a death or a recycle the next `open()` sends Reset a
 service forks a new evaluator, as a local slot forks a new worker. A connection that breaks
 or stays silent past the stall timeout is reconnected with backoff; its batches go back
 to the queue (no item is blamed: only the service can say where its evaluator crashed).
+A remote that fails MAX_FAILED_CONNECTIONS times in a row before finishing any item (it
+crashes on every connection, its evaluator cannot start) retires its slot, as an
+unreachable one does, instead of being retried for ever.
 """
 
 from __future__ import annotations
@@ -34,6 +37,9 @@ log = logging.getLogger("evix.remote")
 
 CONNECT_TIMEOUT = 10.0
 RECONNECT_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0)  # backoff between attempts; after the last one the slot gives up
+MAX_FAILED_CONNECTIONS = 3
+"""Connections of a slot (or evaluators behind one) in a row that end, with nothing blamed,
+before the remote finishes any item: then the slot retires."""
 
 
 def master_store_dir() -> str:
@@ -43,6 +49,11 @@ def master_store_dir() -> str:
 
 class ServiceBusy(OSError):
     """The service is at its connection limit: tried again, like a refused connection."""
+
+
+class ServiceUnavailable(Exception):
+    """The service took the connection but cannot serve it (its evaluator cannot start): a
+    failed connection, tried again up to MAX_FAILED_CONNECTIONS times in a row."""
 
 
 class Link:
@@ -73,6 +84,7 @@ class RemoteWorker(Worker):
         self.link.broken = True
         reason = f"remote worker {self.connection.remote.endpoint} {why}"
         log.warning("%s: %s; its work goes back to the queue, reconnecting", self.name, reason)
+        self.connection.failed(why)
         return WorkerDied(reason, innocent=True)
 
     async def send_batch(self, batch: int, items: bytes) -> None:
@@ -97,9 +109,12 @@ class RemoteWorker(Worker):
                 if isinstance(msg, rw.Alive):
                     continue
                 if isinstance(msg, wire.Result) and msg.batch == batch:
+                    self.connection.finished()
                     return msg
                 if isinstance(msg, rw.Died) and msg.batch == batch:
                     self._died_at[batch] = msg.in_flight
+                    if msg.innocent:  # nothing blamed, nothing done: as a failed connection
+                        self.connection.failed(msg.reason)
                     raise WorkerDied(f"{msg.reason} (on remote worker {self.connection.remote.endpoint})",
                                      memory=msg.memory, innocent=msg.innocent)
                 raise self._gone(f"answered batch {batch} with {type(msg).__name__}")
@@ -119,13 +134,33 @@ class RemoteConnection(WorkerSource):
         self.inputs = inputs
         self.name = f"remote {remote.endpoint} #{index + 1}"
         self._link: Link | None = None
+        self._failures = 0  # in a row, since the remote last finished an item
+        self._last_failure = ""
 
     @property
     def systems(self) -> frozenset[str] | None:
         return self.remote.owns
 
+    def failed(self, why: str) -> None:
+        """A connection, or an evaluator behind it, ended before finishing any item."""
+        self._failures += 1
+        self._last_failure = why
+
+    def finished(self) -> None:
+        """The remote answered a batch: it works, earlier failures no longer count."""
+        self._failures = 0
+
+    def _give_up_if_failing(self) -> None:
+        """RemoteUnreachable (the slot retires) after MAX_FAILED_CONNECTIONS failures in a row."""
+        if self._failures >= MAX_FAILED_CONNECTIONS:
+            raise RemoteUnreachable(f"remote worker {self.remote.endpoint} failed {self._failures} times in a row "
+                                    f"before finishing any item (last: {self._last_failure})")
+
     @contextlib.asynccontextmanager
     async def open(self, *, fresh: bool = False) -> AsyncIterator[RemoteWorker]:
+        self._give_up_if_failing()
+        if self._failures:  # a remote that just failed gets a moment before the next try
+            await trio.sleep(RECONNECT_DELAYS[min(self._failures, len(RECONNECT_DELAYS)) - 1])
         link = self._link
         if link is not None and link.broken:
             await self._drop()
@@ -149,6 +184,11 @@ class RemoteConnection(WorkerSource):
                 return await self._connect()
             except (PinMismatch, ssl.SSLCertVerificationError) as e:  # not a network fault: never retried
                 raise WorkerStartError(f"remote worker {self.remote.endpoint}: {e}", fatal=True) from None
+            except ServiceUnavailable as e:
+                why = str(e)
+                log.info("%s: %s", self.name, why)
+                self.failed(why)
+                self._give_up_if_failing()
             except (trio.TooSlowError, EOFError, wire.ProtocolError, *NETWORK_ERRORS) as e:
                 why = _describe(e)
                 log.info("%s: cannot connect: %s", self.name, why)
@@ -196,6 +236,8 @@ class RemoteConnection(WorkerSource):
                 return msg
             if isinstance(msg, rw.Refused) and msg.message.startswith(rw.BUSY):
                 raise ServiceBusy(msg.message.removeprefix(rw.BUSY))
+            if isinstance(msg, rw.Refused) and msg.message.startswith(rw.UNAVAILABLE):
+                raise ServiceUnavailable(msg.message.removeprefix(rw.UNAVAILABLE))
             if isinstance(msg, rw.Refused):
                 raise WorkerStartError(f"remote worker {self.remote.endpoint} refused: {msg.message}", fatal=True)
             if isinstance(msg, rw.Fatal):

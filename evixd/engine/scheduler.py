@@ -163,7 +163,8 @@ class Scheduler:
         """A slot whose worker cannot come back: the run goes on with the others, or fails
         when no worker is left (or none left owns a system some derivation needs)."""
         self._live -= 1
-        self._retired.append(why)
+        if why not in self._retired:  # connections of one remote give up for one reason: said once
+            self._retired.append(why)
         log.warning("%s; going on without it", why)
         stuck = self.queue.retire(source.systems)
         if self._live == 0 and not self.queue.done():

@@ -195,7 +195,7 @@ class Relay:
                     await self.conn.send(rw.encode_response(rw.Fatal(str(e))))
                     raise ConnectionEnds(f"the input cannot be loaded here: {e}") from None
                 if first:
-                    await self._refuse(f"cannot start an evaluator: {e}")
+                    await self._refuse(f"{rw.UNAVAILABLE}cannot start an evaluator: {e}")
                 raise ConnectionEnds(f"cannot start an evaluator: {e}") from None
             if outcome is Outcome.DIED:
                 outcome = await self._await_reset()

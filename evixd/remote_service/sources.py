@@ -4,12 +4,14 @@ directory name, so the store paths made from it (which keep that name) are the m
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import os
 import re
 import shutil
 import tarfile
 import tempfile
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from pathlib import Path
@@ -29,26 +31,52 @@ class SourceError(Exception):
     """A shipped tree that cannot be taken (the message says why)."""
 
 
+SAME_HERE_ENTRIES = 64
+"""Trees whose "same here" answer a service keeps (least recently asked for dropped first)."""
+RACY_NS = 2_000_000_000
+"""A tree changed this shortly before it was looked at may change again within the same
+timestamp, unseen by its fingerprint: its answer is not kept (as Git does for its index)."""
+
+
 class SourceCache:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._same_here: dict[tuple[str, str], bool] = {}
+        self._same_here: collections.OrderedDict[tuple[str, str, bool], tuple[str, bool]] = collections.OrderedDict()
 
     async def same_here(self, digest: str, master_root: str, with_git: bool) -> bool:
         """This machine has the master's tree at the master's own path, byte for byte (then it
-        is evaluated there: same paths in messages too, nothing shipped)."""
-        key = (digest, master_root)
-        if key not in self._same_here:
-            root = Path(master_root)
-            same = False
-            if root.is_absolute() and root.is_dir():
-                try:
-                    packed = await trio.to_thread.run_sync(ShippedSource(root, with_git=with_git).pack)
-                    same = hashlib.sha256(packed).hexdigest() == digest
-                except (OSError, EvixError):
-                    same = False
-            self._same_here[key] = same
-        return self._same_here[key]
+        is evaluated there: same paths in messages too, nothing shipped). The answer is kept
+        with the tree's metadata fingerprint and kept only while that holds: a tree changed
+        or removed since is hashed again."""
+        root = Path(master_root)
+        key = (digest, master_root, with_git)
+        tree = ShippedSource(root, with_git=with_git)
+        looked = time.time_ns()
+        try:
+            if not (root.is_absolute() and root.is_dir()):
+                raise FileNotFoundError(master_root)
+            fingerprint, newest = await trio.to_thread.run_sync(tree.fingerprint)
+            kept = self._same_here.get(key)
+            if kept is not None and kept[0] == fingerprint:
+                self._same_here.move_to_end(key)
+                return kept[1]
+            same = await trio.to_thread.run_sync(tree.digest) == digest
+        except (OSError, EvixError):
+            self._same_here.pop(key, None)
+            return False
+        self._remember(key, fingerprint, same, settled=looked - newest > RACY_NS)
+        return same
+
+    def _remember(self, key: tuple[str, str, bool], fingerprint: str, same: bool, *, settled: bool) -> None:
+        """Keeps an answer (the least recently asked for past SAME_HERE_ENTRIES dropped); one
+        for a tree that had just changed is not kept."""
+        if not settled:
+            self._same_here.pop(key, None)
+            return
+        self._same_here[key] = fingerprint, same
+        self._same_here.move_to_end(key)
+        while len(self._same_here) > SAME_HERE_ENTRIES:
+            self._same_here.popitem(last=False)
 
     def _place(self, digest: str, master_root: str) -> Path:
         name = os.path.basename(master_root.rstrip("/"))
@@ -57,9 +85,10 @@ class SourceCache:
         return self.directory / digest / name
 
     def get(self, digest: str, master_root: str) -> Path | None:
-        """The unpacked tree of `digest`, if this service has it."""
+        """The unpacked tree of `digest`, if this service has it (whole: a tree removed from
+        under the mark is shipped again)."""
         place = self._place(digest, master_root)
-        return place if (place.parent / ".complete").exists() else None
+        return place if (place.parent / ".complete").exists() and place.is_dir() else None
 
     async def receive(self, digest: str, master_root: str,
                       receive: Callable[[], Awaitable[rw.RemoteRequest]]) -> Path:
