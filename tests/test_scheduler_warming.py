@@ -76,8 +76,8 @@ class ScriptedSource(WorkerSource):
         await trio.sleep(0)
         yield worker
 
-    async def warm(self, attr_path: tuple[str, ...]) -> None:
-        self.calls.append(("warm", attr_path))
+    async def warm(self, attr_path: tuple[str, ...], *, unless_busy: bool = False) -> None:
+        self.calls.append(("warm" if unless_busy else "warm, waiting", attr_path))
         await trio.sleep(0.01)  # others go on meanwhile
 
     async def aclose(self) -> None:
@@ -105,7 +105,7 @@ async def _run(growth: int, workers: int = 1, dies: bool = False) -> ScriptedSou
 async def test_the_item_a_recycled_worker_grew_most_in_is_warmed_before_its_successor():
     growth = int(LIMIT_MB * MIB * sum(WARM_GROWTH) / 2)
     source = await _run(growth)
-    assert source.calls == [("open", False), ("warm", ("heavy",)), ("open", False)]
+    assert source.calls == [("open", False), ("warm", ("heavy",)), ("open", False)]  # not waiting for another
 
 
 async def test_no_warming_for_an_item_too_small_to_share_or_too_big_for_the_template():
@@ -118,7 +118,7 @@ async def test_an_item_to_retry_alone_is_claimed_by_one_slot():
     """Worker 0 or 1 dies on `heavy`: one slot warms it and opens one fresh worker for it; the
     other slot's worker is not replaced for it."""
     source = await _run(0, workers=2, dies=True)
-    assert source.calls.count(("warm", ("heavy",))) == 1
+    assert source.calls.count(("warm, waiting", ("heavy",))) == 1  # a fresh worker shares it
     assert source.calls.count(("open", True)) == 1
     fresh = [w for w in source.workers if not w.dies]
     assert [w.evaluated for w in fresh] == [["heavy"]]

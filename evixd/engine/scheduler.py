@@ -198,7 +198,7 @@ class Scheduler:
             warm = alone.items()[0] if alone is not None else heavy
             try:
                 if warm is not None:  # heavy: later workers had better share it
-                    await source.warm(_full(warm))
+                    await source.warm(_full(warm), unless_busy=alone is None)
                 async with source.open(fresh=alone is not None) as worker:
                     start_failures = 0
                     claimed, alone = alone, None

@@ -242,16 +242,20 @@ class ForkedWorkers(WorkerSource):
             worker.budget = None if fresh else self.budget
             yield worker
 
-    async def warm(self, attr_path: tuple[str, ...]) -> None:
+    async def warm(self, attr_path: tuple[str, ...], *, unless_busy: bool = False) -> None:
         """Has the template evaluate a heavy item (once each, MAX_WARMS per run), so that the
         forks made afterwards share it: with a memory limit, the item that made a worker pass
-        it is typically one of a set built on its own bootstrap, which its siblings share."""
+        it is typically one of a set built on its own bootstrap, which its siblings share.
+        `unless_busy`: skipped while the template warms another (the caller then takes the
+        spare fork instead of waiting)."""
         if not (self.forking and self.config.warm_template) or attr_path in self._warmed:
             return
         if len(self._warmed) >= MAX_WARMS or self._warm_killed:
             return
-        self._warmed.add(attr_path)
         tpl = await self._get_template()
+        if unless_busy and tpl.busy:
+            return
+        self._warmed.add(attr_path)
         if self._spare is None:  # forked before warming, for a worker wanted meanwhile
             with contextlib.suppress(WorkerStartError):
                 self._spare = await tpl.fork()
