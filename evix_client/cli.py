@@ -111,8 +111,7 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     r.add_argument("--max-memory", type=positive_count, default=d.max_memory_mb, metavar="MB",
                    help="per-worker memory limit in MiB: a worker whose own memory (pages it shares with no other "
                         "process; a fork's pages shared with the template it came from are the template's) passes "
-                        "it after an attribute is replaced; during one, the local workers share N x MB and only the "
-                        f"largest past that is killed, its attribute retried alone (default {d.max_memory_mb})")
+                        f"it is replaced (default {d.max_memory_mb})")
     r.add_argument("--timeout", type=positive_seconds, default=None, metavar="SECONDS",
                    help="per-attribute time limit; an attribute over it gets an error event")
     r.add_argument("--gc-roots-dir", metavar="DIR", help="register a GC root for every evaluated derivation")

@@ -43,8 +43,6 @@ class BatchOutcome:
     errors: int = 0
     recycle: bool = False
     out_of_memory: str = ""  # the item at `done` passed the memory limit (Nix's message); not done
-    heaviest: int = 0  # the item that raised the peak RSS most: what a template could warm for later forks
-    heaviest_growth: int = 0  # bytes
 
 
 def peak_rss_kib() -> int:
@@ -58,7 +56,6 @@ class Evaluator:
         self.sets: dict[tuple[str, ...], nixffi.Value] = {(): root}
         self.limit = config.max_memory_mb << 20
         self.memory = OwnMemory()  # made in the worker (after a fork): its own pages, not the template's
-        self.peak = peak_rss_kib() << 10  # after the last item: its growth during one is that item's
         self.expand_all = config.force_recurse
         self.recycling = False
         self._auto_args: nixffi.Value | None = None  # the --arg/--argstr set, made at the first function
@@ -94,12 +91,8 @@ class Evaluator:
                 if out.out_of_memory:  # not done: the master retries it alone in a fresh worker
                     out.recycle = self.recycling = True
                     return out
-                peak = peak_rss_kib() << 10
-                if peak - self.peak > out.heaviest_growth:
-                    out.heaviest, out.heaviest_growth = out.done, peak - self.peak
-                self.peak = peak
                 out.done += 1
-                if self.memory.exceeds(self.limit, peak):
+                if self.memory.exceeds(self.limit, peak_rss_kib() << 10):
                     out.recycle = self.recycling = True
                     return out
         return out

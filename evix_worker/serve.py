@@ -89,7 +89,7 @@ def serve(in_fd: int, out_fd: int) -> int:
     except (LoadError, ConfigError) as e:
         write_all(out_fd, wire.encode_response(wire.Fatal(str(e))))
         return 1
-    cap_gc_heap(config.memory_budget)
+    cap_gc_heap(config)
     if setup.template:
         from .template import serve_template
 
@@ -100,13 +100,14 @@ def serve(in_fd: int, out_fd: int) -> int:
     return serve_batches(frames, out_fd, Evaluator(root, config, apply), in_flight_marker())
 
 
-def cap_gc_heap(room: int) -> None:
-    """A backstop for allocations too fast for the master's watchdog: past the heap now plus
-    `room` bytes (and at least twice `room`) Nix fails with std::bad_alloc on the attribute.
-    Set after loading with the run's memory budget as room (and again after a template
-    warmed), so a small limit never stops the input from loading and a fork gets its room on
-    top of the heap it shares; recycling (own memory over the limit) stays the normal path."""
-    nixffi.limit_gc_heap(max(2 * room, nixffi.gc_heap_size() + room))
+def cap_gc_heap(config: EvalConfig) -> None:
+    """A backstop for allocations too fast for the master's watchdog: past it Nix fails with
+    std::bad_alloc on the attribute. Set after loading (and again when a template begins and
+    ends warming), so a small limit never stops the input from loading and a fork (or a
+    warming) gets the limit on top of the heap it shares; recycling (own memory over the
+    limit) stays the normal path."""
+    limit = config.max_memory_mb << 20
+    nixffi.limit_gc_heap(max(2 * limit, nixffi.gc_heap_size() + limit))
 
 
 def ready(store_dir: str = "") -> bytes:
@@ -132,8 +133,7 @@ def serve_batches(frames: FrameReader, out_fd: int, evaluator: Evaluator, marker
         events = utf8_json(b"\n".join(outcome.events) + b"\n") if outcome.events else b""
         write_all(out_fd, wire.encode_response(wire.Result(
             msg.batch, events, b"[" + b",".join(outcome.expansions) + b"]", outcome.done, outcome.derivations,
-            outcome.errors, outcome.recycle, peak_rss_kib(), outcome.out_of_memory, outcome.heaviest,
-            outcome.heaviest_growth)))
+            outcome.errors, outcome.recycle, peak_rss_kib(), outcome.out_of_memory)))
 
 
 def _no_marker(item: int) -> None:

@@ -41,7 +41,7 @@ class Warmer:
         for name in names[:8]:
             if self._derivation(self.root, name):
                 break
-        cap_gc_heap(self.config.memory_budget)
+        cap_gc_heap(self.config)
 
     def request(self, path: list[str]) -> int:
         """Forces the drvPath of the derivation at `path`; returns the step marked."""
@@ -54,7 +54,7 @@ class Warmer:
                 self._derivation(parent, path[-1])
         except nixffi.NixError:
             pass
-        cap_gc_heap(self.config.memory_budget)
+        cap_gc_heap(self.config)
         return self.step
 
     def _begin(self) -> None:
@@ -62,7 +62,7 @@ class Warmer:
         if self.marker is not None:  # the master watches our growth from now on
             self.marker.batch = template.WARMING
             self.marker.mark(self.step)
-        cap_gc_heap(self.config.max_memory_mb << 20)  # held to the limit while it warms
+        cap_gc_heap(self.config)  # held to the limit while it warms
 
     @staticmethod
     def _derivation(parent: nixffi.Value, name: str) -> bool:

@@ -95,12 +95,6 @@ class EvalConfig:
             return 0
         return 1 if self.fork_workers else self.workers
 
-    @property
-    def memory_budget(self) -> int:
-        """Bytes a run's local workers may own together (evixd/engine/memory_budget.py):
-        --max-memory each; also the most one of them may own while the others leave room."""
-        return (self.max_memory_mb << 20) * max(1, self.workers)
-
     # ---- checking and resolving ------------------------------------------------------
     def validate(self) -> EvalConfig:
         """Raises ConfigError for a configuration no evaluation can start from."""

@@ -51,10 +51,6 @@ class OwnMemory:
         self._read_at: float | None = None
         self._period = period
 
-    @property
-    def read_once(self) -> bool:
-        return self._read_at is not None
-
     def estimate(self, rss: int) -> int:
         """USS now, as far as the last reading and the RSS growth since tell (bytes)."""
         return self.uss + max(0, rss - self._rss)

@@ -130,8 +130,6 @@ class Result:
     recycle: bool
     peak_rss_kib: int
     out_of_memory: str = ""
-    heaviest: int = 0  # the item that raised the worker's peak RSS most (what a template could warm)
-    heaviest_growth: int = 0  # bytes
 
 
 @dataclass(frozen=True)
@@ -165,12 +163,11 @@ def fill_result(b: Any, msg: Result) -> None:
     b.batch, b.events, b.expansions, b.done = msg.batch, msg.events, msg.expansions, msg.done
     b.derivations, b.errors, b.recycle = msg.derivations, msg.errors, msg.recycle
     b.peakRssKib, b.outOfMemory = msg.peak_rss_kib, msg.out_of_memory
-    b.heaviest, b.heaviestGrowth = msg.heaviest, msg.heaviest_growth
 
 
 def read_result(b: Any) -> Result:
     return Result(b.batch, bytes(b.events), bytes(b.expansions), b.done, b.derivations, b.errors, b.recycle,
-                  b.peakRssKib, b.outOfMemory, b.heaviest, b.heaviestGrowth)
+                  b.peakRssKib, b.outOfMemory)
 
 
 def encode_request(msg: Request) -> bytes:

@@ -53,15 +53,3 @@ async def test_an_item_over_the_limit_alone_is_an_error_saying_so(tmp_path: Path
     assert "memory limit of 150 MiB" in error and "alone in a fresh worker" in error
     assert limited.last_summary.memory_retries == 1
 
-
-async def test_workers_share_one_budget_so_an_item_may_pass_its_share_while_others_leave_room(tmp_path: Path):
-    """--max-memory 200 with 2 workers is 400 MiB between them: the ~250 MiB item, an error
-    for a single worker, is evaluated by one of two (the other needs little)."""
-    f = tmp_path / "one.nix"
-    f.write_text(HEAVY.replace("SIZE", "2000000").replace("N", "1")[:-1] + ' // { small = mk "small"; }\n')
-    single = await _evaluate(f, max_memory_mb=200)
-    assert "memory limit of 200 MiB" in single.graph.errors["p0"]
-    pair = await _evaluate(f, max_memory_mb=200, workers=2)
-    assert set(_drvs(pair)) == {"p0", "small"} and not pair.graph.errors
-    assert pair.last_summary.memory_retries == 0  # not killed on the way
-    assert _drvs(pair)["p0"] == _drvs(await _evaluate(f, workers=2))["p0"]

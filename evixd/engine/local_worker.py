@@ -32,7 +32,6 @@ from protocol.config import EvalConfig
 from protocol.in_flight import InFlightWord
 
 from .errors import WarmingStopped, WorkerStartError
-from .memory_budget import MemoryBudget
 from .memory_watch import Gone, MemoryWatch
 from .oom import oom_kills
 from .worker import Worker, WorkerDied, WorkerSource
@@ -124,7 +123,6 @@ class LocalWorker(Worker):
         self._in_flight: InFlightWord | None = in_flight
         self._reader = _FrameReader(self._stdout)
         self._memory = MemoryWatch(self.pid)
-        self.budget: MemoryBudget | None = None  # shared with the run's other workers (set by its source)
         self.stderr_tail: collections.deque[str] = collections.deque(maxlen=20)
         self.config = EvalConfig()
         self._killed_for: str | None = None
@@ -248,10 +246,9 @@ class LocalWorker(Worker):
 
     # ---- watchdog ---------------------------------------------------------------------
     async def _watchdog(self) -> None:
-        """Kills the worker when its own memory (USS, protocol/own_memory.py) passes what it
-        may own while it evaluates (--max-memory, or its room in the run's MemoryBudget;
-        between items the worker checks itself and asks to be recycled) or when one item
-        runs past --timeout."""
+        """Kills the worker when its own memory (USS, protocol/own_memory.py) passes
+        --max-memory while it evaluates (between items the worker checks itself and asks to be
+        recycled) or when one item runs past --timeout."""
         assert self._in_flight is not None
         word = self._in_flight
         timeout = self.config.item_timeout
@@ -306,19 +303,15 @@ class LocalWorker(Worker):
                 return
 
     def _over_memory(self, doing: str, base: int) -> bool:
-        """Kills the worker if its own memory is past what it may own, or (a warming
-        template: `base` is its RSS when warming began) its RSS grew past --max-memory since
-        (True); raises Gone when it has ended."""
-        budget = self.budget
-        limit = budget.limit_for(self.pid) if budget is not None else self.config.max_memory_mb << 20
+        """Kills the worker if its own memory is past --max-memory, or (a warming template:
+        `base` is its RSS when warming began) its RSS grew past it since (True); raises Gone
+        when it has ended."""
+        max_memory_mb = self.config.max_memory_mb
+        limit = max_memory_mb << 20
         over = self._memory.grown_over(base, limit) if base else self._memory.over(limit)
-        if budget is not None:
-            budget.update(self.pid, self._memory.own())
         if over is None:
             return False
-        shared = f"; {budget.workers} workers share {budget.total >> 20} MiB" if budget and budget.workers > 1 else ""
-        self._kill(f"worker killed: memory limit of {self.config.max_memory_mb} MiB exceeded ({over}{shared}) {doing}",
-                   memory=True)
+        self._kill(f"worker killed: memory limit of {max_memory_mb} MiB exceeded ({over}) {doing}", memory=True)
         return True
 
     async def _forward_stderr(self) -> None:
@@ -389,8 +382,6 @@ class LocalWorker(Worker):
         if self._in_flight is not None:
             self._in_flight.close()
             self._in_flight = None
-        if self.budget is not None:
-            self.budget.leave(self.pid)
         if self.control is not None:
             self.control.close()
 

@@ -23,12 +23,10 @@ class MemoryWatch:
     def __init__(self, pid: int) -> None:
         self._ps = psutil.Process(pid)
         self._memory = OwnMemory(pid, period=USS_PERIOD)
-        self._rss = 0  # at the last look
 
     def rss(self) -> int:
         """RSS now (bytes); raises Gone."""
-        self._rss = self._ps.memory_info().rss
-        return self._rss
+        return int(self._ps.memory_info().rss)
 
     def over(self, limit: int) -> str | None:
         """How far the process's own memory is past `limit` bytes (a phrase for the kill's
@@ -43,11 +41,3 @@ class MemoryWatch:
         its own when that fork ends, a growth it did not allocate."""
         grown = self.rss() - base_rss
         return f"grew by {grown >> 20} MiB" if grown > limit else None
-
-    def own(self) -> int:
-        """The process's own memory (bytes) as of the last look: the last reading plus the
-        RSS growth since; read once first, since before any reading RSS is all we know
-        (and a fork's RSS counts its template's pages)."""
-        if not self._memory.read_once:
-            return self._memory.read(self._rss)
-        return self._memory.estimate(self._rss)

@@ -33,7 +33,6 @@ from protocol.rpc_results import summary_json
 
 from .errors import InputError, RemoteUnreachable, WorkerStartError
 from .local_worker import SpawnedWorkers
-from .memory_budget import MemoryBudget
 from .pool import WorkerPool
 from .template import ForkedWorkers
 from .work_queue import Batch, Item, Pipeline, WorkQueue
@@ -44,9 +43,6 @@ log = logging.getLogger("evix.scheduler")
 PIPELINE = 2  # batches queued on a worker at once
 MAX_START_FAILURES = 3
 MAX_UNATTRIBUTED_DEATHS = 3
-# An item a recycled worker grew this share of --max-memory in is warmed for the next: not
-# less (nothing worth sharing), not more (the template is held to --max-memory warming it).
-WARM_GROWTH = (0.25, 0.75)
 
 
 
@@ -147,8 +143,7 @@ class Scheduler:
         if self.config.workers:
             processes = SpawnedWorkers(self.config, nursery, spawned=self.spawned,
                                        take=self.pool.acquire if self.pool is not None else None)
-            budget = MemoryBudget(self.config)
-            sources += [ForkedWorkers(self.config, nursery, processes, budget)] * self.config.workers
+            sources += [ForkedWorkers(self.config, nursery, processes)] * self.config.workers
         if not self.config.remotes:
             return sources
         from .remote_sources import RemoteInput  # ssl, tarfile...: only runs with remotes load them
@@ -190,19 +185,17 @@ class Scheduler:
         An item to retry alone is claimed first, so one slot warms it and opens a fresh
         worker for it while the others go on."""
         start_failures = 0
-        heavy: Item | None = None  # to warm before the next worker (see _feed)
         alone: Batch | None = None
         while alone is not None or not self.queue.done():
             self.summary.workers_started += 1
             alone = alone or self.queue.take_alone()
-            warm = alone.items()[0] if alone is not None else heavy
             try:
-                if warm is not None:  # heavy: later workers had better share it
-                    await source.warm(_full(warm), unless_busy=alone is None)
+                if alone is not None:  # heavy: later workers had better share it
+                    await source.warm(_full(alone.items()[0]))
                 async with source.open(fresh=alone is not None) as worker:
                     start_failures = 0
                     claimed, alone = alone, None
-                    heavy = await self._feed(worker, claimed)
+                    await self._feed(worker, claimed)
             except RemoteUnreachable as e:
                 if alone is not None:
                     self.queue.unclaim(alone)
@@ -217,20 +210,13 @@ class Scheduler:
         assert self._slots_scope is not None
         self._slots_scope.cancel()
 
-    async def _feed(self, worker: Worker, alone: Batch | None) -> Item | None:
+    async def _feed(self, worker: Worker, alone: Batch | None) -> None:
         """Keeps up to PIPELINE batches queued on `worker`, so it never waits for the master,
         until the work is done, the worker dies, or it has to make way (it asked to be
         recycled, or an item waits to be retried alone) and has answered what was sent.
-        A fresh worker takes the item to retry `alone` it was opened for, and only that.
-
-        Returns, when the worker asked to be recycled, the item that raised its peak memory
-        most if by a good part of its limit (WARM_GROWTH): what it built there
-        (typically a stdenv bootstrap its siblings share) the next workers had better share
-        than build again."""
+        A fresh worker takes the item to retry `alone` it was opened for, and only that."""
         pipeline = Pipeline(self.queue)
         stopping = alone is not None
-        heaviest: tuple[int, Item] | None = None
-        warm_next: Item | None = None
         try:
             if alone is not None:
                 await self._send(worker, pipeline, alone)
@@ -238,28 +224,19 @@ class Scheduler:
                 if not stopping:
                     stopping = await self._fill(worker, pipeline)
                 if not pipeline:
-                    break
-                head = pipeline.head
-                result = await worker.receive_result(head.id)
-                if result.heaviest_growth > (heaviest[0] if heaviest else 0) and result.heaviest < len(head):
-                    heaviest = result.heaviest_growth, head.items()[result.heaviest]
-                waiting = self._accept(result, head, worker)
+                    return
+                result = await worker.receive_result(pipeline.head.id)
+                waiting = self._accept(result, pipeline.head, worker)
                 pipeline.finish()
                 if waiting is not None:
                     await waiting
                 if result.recycle and not stopping:
                     self.summary.recycled += 1
                     stopping = True
-                    low, high = ((self.config.max_memory_mb << 20) * share for share in WARM_GROWTH)
-                    if heaviest is not None and low <= heaviest[0] <= high:
-                        warm_next = heaviest[1]
-                    log.debug("%s asks to be recycled%s", worker.name, "" if warm_next is None else
-                              f"; it grew {heaviest[0] >> 20} MiB in {format_attr(_full(warm_next))}, warmed for the next")
         except WorkerDied as died:
             self._after_death(worker, pipeline, died)
         finally:
             pipeline.clear()
-        return warm_next
 
     async def _fill(self, worker: Worker, pipeline: Pipeline) -> bool:
         """Sends batches until PIPELINE are queued; waits for work only when none is queued.

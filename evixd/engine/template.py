@@ -30,7 +30,6 @@ from protocol.in_flight import InFlightWord
 
 from .errors import WarmingStopped, WorkerStartError
 from .local_worker import LocalWorker, SpawnedWorkers
-from .memory_budget import MemoryBudget
 from .worker import WorkerSource
 
 log = logging.getLogger("evix.template")
@@ -125,11 +124,6 @@ class Template:
             child = self.children[reply.pid] = ForkedProcess(reply.pid)
         return LocalWorker(child, *ours, word, self.nursery)
 
-    @property
-    def busy(self) -> bool:
-        """Warming (or forking) now: a fork asked for waits until it is done."""
-        return self._lock.locked()
-
     async def warm(self, attr_path: list[str]) -> None:
         """Has the template evaluate `attr_path` for its later forks (evix_worker/warming.py),
         held to the memory limit and --timeout meanwhile: killed past them, it has ended
@@ -174,12 +168,8 @@ class ForkedWorkers(WorkerSource):
     """A run's workers, forked from its template (started on first use), or spawned when
     forking is off or proved impossible here."""
 
-    def __init__(self, config: EvalConfig, nursery: trio.Nursery, processes: SpawnedWorkers,
-                 budget: MemoryBudget | None = None) -> None:
-        """`budget`: the memory its workers share (a fresh worker, for an item retried
-        alone, is held to --max-memory by itself); without one, each is held to it."""
+    def __init__(self, config: EvalConfig, nursery: trio.Nursery, processes: SpawnedWorkers) -> None:
         self.config = config
-        self.budget = budget
         self.nursery = nursery
         self.processes = processes
         self.forking = config.fork_workers
@@ -187,9 +177,7 @@ class ForkedWorkers(WorkerSource):
         self._starting = trio.Lock()
         self._warmed: set[tuple[str, ...]] = set()
         self._warm_killed = False
-        self._spare: LocalWorker | None = None
-        """A fork made just before the template warms an item: a worker asked for while it
-        warms (seconds, serially: it cannot fork meanwhile) takes it instead of waiting."""
+
 
     async def _get_template(self) -> Template:
         async with self._starting:
@@ -223,15 +211,11 @@ class ForkedWorkers(WorkerSource):
     async def open(self, *, fresh: bool = False) -> AsyncIterator[LocalWorker]:
         if not self.forking:
             async with self.processes.open() as worker:
-                worker.budget = None if fresh else self.budget
                 yield worker
             return
         tpl = await self._get_template()
         try:
-            if self._spare is not None and not fresh and tpl.busy:  # warming: don't wait for it
-                worker, self._spare = self._spare, None
-            else:
-                worker = await tpl.fork()
+            worker = await tpl.fork()
         except WorkerStartError as e:
             if tpl.alive:  # it answered that it cannot fork: it never will
                 log.info("cannot fork workers (%s); starting each worker as a new process", e)
@@ -239,34 +223,24 @@ class ForkedWorkers(WorkerSource):
             raise
         async with worker:
             await worker.setup(self.config)
-            worker.budget = None if fresh else self.budget
             yield worker
 
-    async def warm(self, attr_path: tuple[str, ...], *, unless_busy: bool = False) -> None:
+    async def warm(self, attr_path: tuple[str, ...]) -> None:
         """Has the template evaluate a heavy item (once each, MAX_WARMS per run), so that the
         forks made afterwards share it: with a memory limit, the item that made a worker pass
-        it is typically one of a set built on its own bootstrap, which its siblings share.
-        `unless_busy`: skipped while the template warms another (the caller then takes the
-        spare fork instead of waiting)."""
+        it is typically one of a set built on its own bootstrap, which its siblings share."""
         if not (self.forking and self.config.warm_template) or attr_path in self._warmed:
             return
         if len(self._warmed) >= MAX_WARMS or self._warm_killed:
             return
-        tpl = await self._get_template()
-        if unless_busy and tpl.busy:
-            return
         self._warmed.add(attr_path)
-        if self._spare is None:  # forked before warming, for a worker wanted meanwhile
-            with contextlib.suppress(WorkerStartError):
-                self._spare = await tpl.fork()
+        tpl = await self._get_template()
         await tpl.warm(list(attr_path))
         if not tpl.alive:  # killed for it: its siblings would be too, each costing a new template
             log.info("the template passed the limit warming %s; no more warming this run", ".".join(attr_path))
             self._warm_killed = True
 
     async def aclose(self) -> None:
-        if self._spare is not None:
-            await self._spare.aclose()
         if self._template is not None:
             await self._template.aclose()
         await self.processes.aclose()

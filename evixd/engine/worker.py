@@ -70,7 +70,6 @@ class WorkerSource(abc.ABC):
         the input's evaluation yet (a fork of a template is one: what it shares with the
         template is not its own memory)."""
 
-    async def warm(self, attr_path: tuple[str, ...], *, unless_busy: bool = False) -> None:
-        """A hint that `attr_path` is heavy (it made a worker pass the memory limit, or grew
-        a recycled one by much): a source that can let the workers it starts later share
-        its evaluation does so; `unless_busy`: not if that means waiting for other work."""
+    async def warm(self, attr_path: tuple[str, ...]) -> None:
+        """A hint that `attr_path` is heavy (it made a worker pass the memory limit): a
+        source that can let the workers it starts later share its evaluation does so."""

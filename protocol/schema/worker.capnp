@@ -56,8 +56,6 @@ struct Result {
   peakRssKib @7 :UInt64;
   outOfMemory @8 :Text;       # non-empty: the item at `done` passed the GC heap cap (Nix's message),
                               # not evaluated to an event; the master retries it alone
-  heaviest @9 :UInt32;        # the item (flat index) that raised the worker's peak RSS most,
-  heaviestGrowth @10 :UInt64; # by this many bytes (0: none did)
 }
 
 # ---- remote workers: a master and `evix worker --listen`, over TCP (optionally TLS) -----
