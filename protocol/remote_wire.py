@@ -19,7 +19,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from . import wire
-from .wire import ProtocolError, Result, Shutdown, Work
+from .wire import Fatal, ProtocolError, Result, Shutdown, Work
 
 REMOTE_PROTOCOL_VERSION = 1
 MAX_REMOTE_FRAME_BYTES = 64 << 20  # a batch's events are far smaller; shipped trees come in chunks
@@ -57,11 +57,6 @@ class SourceChunk:
 
 @dataclass(frozen=True)
 class Refused:
-    message: str
-
-
-@dataclass(frozen=True)
-class Fatal:
     message: str
 
 

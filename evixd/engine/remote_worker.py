@@ -240,7 +240,7 @@ class RemoteConnection(WorkerSource):
                 raise ServiceUnavailable(msg.message.removeprefix(rw.UNAVAILABLE))
             if isinstance(msg, rw.Refused):
                 raise WorkerStartError(f"remote worker {self.remote.endpoint} refused: {msg.message}", fatal=True)
-            if isinstance(msg, rw.Fatal):
+            if isinstance(msg, wire.Fatal):
                 raise WorkerStartError(f"{msg.message}\n(on remote worker {self.remote.endpoint})", fatal=True)
             raise wire.ProtocolError(f"unexpected {type(msg).__name__} during the handshake")
 

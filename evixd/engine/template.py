@@ -178,7 +178,6 @@ class ForkedWorkers(WorkerSource):
         self._warmed: set[tuple[str, ...]] = set()
         self._warm_killed = False
 
-
     async def _get_template(self) -> Template:
         async with self._starting:
             if self._template is None or not self._template.alive:

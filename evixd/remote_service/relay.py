@@ -192,7 +192,7 @@ class Relay:
                     outcome = await self._drive(worker)
             except WorkerStartError as e:
                 if first and e.fatal:
-                    await self.conn.send(rw.encode_response(rw.Fatal(str(e))))
+                    await self.conn.send(rw.encode_response(wire.Fatal(str(e))))
                     raise ConnectionEnds(f"the input cannot be loaded here: {e}") from None
                 if first:
                     await self._refuse(f"{rw.UNAVAILABLE}cannot start an evaluator: {e}")
