@@ -8,15 +8,18 @@ from pathlib import Path
 from evixd.engine import Session
 from protocol.config import EvalConfig
 
-# Each item keeps ~25 MiB alive (its list stays reachable from the root) and works a while
-# after allocating it (without allocating more), so a worker that evaluated a few items passes 150 MiB in the middle
-# of the next one, while any one item alone stays well below.
+# Each item keeps ~25 MiB alive (its list stays reachable from the root) and works ROUNDS
+# passes over it after allocating it (without allocating more), so a worker that evaluated a
+# few items passes 150 MiB in the middle of the next one, while any one item alone stays well
+# below. The work must outlast the watchdog's look (every 0.2 s): 60 passes over 200,000
+# elements took about 0.2 s, and a worker now and then passed the limit unseen and was only
+# recycled after the item, with no retry to show.
 HEAVY = """
 let
   mk = name: derivation { inherit name; system = "x86_64-linux"; builder = "/bin/sh"; };
   big = i: builtins.genList (j: { a = j; b = i; }) SIZE;
   held = builtins.listToAttrs (map (i: { name = "h${toString i}"; value = big i; }) (builtins.genList (x: x) N));
-  slow = l: builtins.foldl' (acc: k: acc + (if builtins.elem k l then 1 else 0)) 0 (builtins.genList (x: x) 60);
+  slow = l: builtins.foldl' (acc: k: acc + (if builtins.elem k l then 1 else 0)) 0 (builtins.genList (x: x) ROUNDS);
 in builtins.listToAttrs (map (i: { name = "p${toString i}";
   value = mk "p${toString i}-${toString (slow held."h${toString i}")}"; }) (builtins.genList (x: x) N))
 """
@@ -34,9 +37,9 @@ def _drvs(session: Session) -> dict[str, str]:
 
 async def test_a_low_memory_limit_loses_no_derivation(tmp_path: Path):
     f = tmp_path / "heavy.nix"
-    f.write_text(HEAVY.replace("SIZE", "200000").replace("N", "10"))
+    f.write_text(HEAVY.replace("ROUNDS", "250").replace("SIZE", "200000").replace("N", "8"))
     unlimited = await _evaluate(f)
-    assert len(_drvs(unlimited)) == 10
+    assert len(_drvs(unlimited)) == 8
     limited = await _evaluate(f, max_memory_mb=150)  # one worker: it must pass the limit
     assert limited.last_summary.memory_retries >= 1  # the limit killed workers in the middle of items
     assert _drvs(limited) == _drvs(unlimited) and not limited.graph.errors
@@ -45,7 +48,7 @@ async def test_a_low_memory_limit_loses_no_derivation(tmp_path: Path):
 async def test_an_item_over_the_limit_alone_is_an_error_saying_so(tmp_path: Path):
     f = tmp_path / "one.nix"
     # one item needs ~300 MiB by itself; its neighbour is small
-    f.write_text(HEAVY.replace("SIZE", "3000000").replace("N", "1")[:-1]
+    f.write_text(HEAVY.replace("ROUNDS", "60").replace("SIZE", "3000000").replace("N", "1")[:-1]
                  + ' // { small = mk "small"; }\n')
     limited = await _evaluate(f, max_memory_mb=150)
     assert set(limited.graph.derivations) == {"small"}
