@@ -25,7 +25,7 @@ from typing import Any, NoReturn, Protocol
 import orjson
 import trio
 
-from evixd.worker_launch import SpawnedWorker, spawn
+from evixd.worker_launch import SpawnedWorker, heap_environment, spawn
 from protocol import template as template_channel
 from protocol import wire
 from protocol.config import EvalConfig
@@ -387,14 +387,15 @@ class LocalWorker(Worker):
 
 
 def start_local_worker(nursery: trio.Nursery, command: list[str] | None = None,
-                       spawned: SpawnedWorker | None = None) -> LocalWorker:
+                       spawned: SpawnedWorker | None = None, extra_env: dict[str, str] | None = None) -> LocalWorker:
     """Adopts `spawned` (or spawns a worker now), with its stderr forwarded by `nursery`."""
-    return LocalWorker.adopt(spawned or spawn(command), nursery)
+    return LocalWorker.adopt(spawned or spawn(command, extra_env), nursery)
 
 
 class SpawnedWorkers(WorkerSource):
     """A run's workers as fresh processes, each loading the input itself: those started
-    ahead of the run first, then warm ones from the pool's `take` when there is one."""
+    ahead of the run first, then warm ones from the pool's `take` when there is one (not
+    under a memory limit that needs its own heap size: a pool's processes have Nix's)."""
 
     def __init__(self, config: EvalConfig, nursery: trio.Nursery, *, spawned: list[SpawnedWorker] | None = None,
                  take: Callable[[], Awaitable[LocalWorker]] | None = None) -> None:
@@ -403,14 +404,15 @@ class SpawnedWorkers(WorkerSource):
         self.spawned = list(spawned or ())
         self.take = take
         self.command = list(config.worker_command) if config.worker_command else None
+        self.env = heap_environment(config)
 
     async def start(self) -> LocalWorker:
         """A started process, not set up yet."""
         if self.spawned:
             return start_local_worker(self.nursery, spawned=self.spawned.pop())
-        if self.take is not None:
+        if self.take is not None and not self.env:
             return await self.take()
-        return start_local_worker(self.nursery, self.command)
+        return start_local_worker(self.nursery, self.command, extra_env=self.env)
 
     @contextlib.asynccontextmanager
     async def open(self, *, fresh: bool = False) -> AsyncIterator[LocalWorker]:
