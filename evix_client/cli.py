@@ -119,8 +119,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
                    help="start every worker as a new process that loads the input itself, instead of forking "
                         "it from one process that loaded it once (slower restarts; for debugging)")
     r.add_argument("--warm-template", action=argparse.BooleanOptionalAction, default=d.warm_template,
-                   help="let the process that forks the workers evaluate one derivation first (and, under a memory "
-                        "limit, each attribute that passed it), so that what packages share (a stdenv) is "
+                   help="let the process that forks the workers evaluate one derivation first (when a worker is "
+                        "first replaced, the next few too; under a memory limit, each attribute that passed it), so that what packages share (a stdenv) is "
                         "evaluated once and every worker starts with it; its memory "
                         "is the template's, counted once, not each worker's (default: on)")
     add_remote_options(p)

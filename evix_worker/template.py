@@ -9,8 +9,9 @@ answers Ready, and evaluates batches on the pipes the master gave it. The templa
 its children and reports how each ended, since the master is not their parent.
 
 Warming (on by default; `--no-warm-template` turns it off; warming.py): before answering
-Ready the template evaluates the first derivation, and later, on the master's request, items
-that made a worker pass the memory limit, so that its forks share what they forced. No
+Ready the template evaluates the first derivation, and later, on the master's request, the
+root's next derivations (when a worker is first replaced) and items that made a worker pass
+the memory limit, so that its forks share what they forced. No
 event changes: the children evaluate every attribute themselves. --max-memory counts a
 fork's own pages only (protocol/own_memory.py), so that memory is the template's, counted
 once; the master holds the template to the limit and --timeout while it warms, as it would

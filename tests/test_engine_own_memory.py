@@ -126,3 +126,44 @@ def test_warming_is_held_to_the_timeout(tmp_path: Path):
     assert "timed out" in runs[0].errors()["a0"]["error"]  # not evaluated by the template instead
     assert set(runs[0].derivations()) == {"b"}
     assert sorted(runs[0].stdout.splitlines()) == sorted(runs[1].stdout.splitlines())
+
+
+# `a0` is cheap and needs nothing shared (a bootstrap package, as nixpkgs' first one is);
+# `b0` and every `p*` need `n`, the "stdenv" of everything after the first derivation.
+SETTLE_SET = (f'{_let(1500000)} in {{ a0 = mk "a0"; b0 = mk "b0-${{toString n}}"; }} // builtins.listToAttrs '
+              '(builtins.genList (i: { name = "p${toString i}"; value = mk "p${toString i}-${toString n}"; }) 20)')
+
+
+async def test_a_replacement_fork_shares_what_the_template_settled(tmp_path: Path):
+    """The first warming stops at the first derivation; the first fork that replaces a
+    worker makes the template go on down the root's children (evix_worker/warming.py), so
+    that fork, and every later one, shares the value they all need."""
+    f = tmp_path / "settle.nix"
+    f.write_text(SETTLE_SET)
+    config = EvalConfig(file=str(f), max_memory_mb=1024, workers=1).resolved().validate()
+    own: list[int] = []
+    events: list[bytes] = []
+    async with trio.open_nursery() as nursery:
+        source = ForkedWorkers(config, nursery, SpawnedWorkers(config, nursery))
+        try:
+            for _ in range(2):  # the run's one worker, then its replacement
+                async with source.open() as worker:
+                    await worker.send_batch(1, orjson.dumps([[[], ["p5"]]]))
+                    events.append((await worker.receive_result(1)).events)
+                    own.append(read_uss(worker.pid))
+        finally:
+            await source.aclose()
+        nursery.cancel_scope.cancel()
+    assert own[0] > 150 << 20  # the first fork evaluated `n` itself
+    assert own[1] < 50 << 20  # its replacement shares it: the template settled
+    assert events[0] == events[1] and b'"p5"' in events[0]
+
+
+def test_settling_stops_after_a_run_of_cheap_derivations_or_past_its_budget():
+    from evix_worker.warming import SETTLED_RUN, _Budget
+    budget = _Budget(EvalConfig(), first_cost=1.0)
+    assert [budget.spent(0.001) for _ in range(SETTLED_RUN)] == [False] * (SETTLED_RUN - 1) + [True]
+    budget = _Budget(EvalConfig(), first_cost=1.0)
+    assert budget.spent(0.3) is False and budget.spent(0.001) is False and budget.spent(0.8) is True
+    budget = _Budget(EvalConfig(item_timeout=0.5), first_cost=1.0)
+    assert budget.spent(0.2) is False and budget.spent(0.1) is True  # half of --timeout

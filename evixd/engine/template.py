@@ -71,6 +71,7 @@ class Template:
         self.alive = True
         self._lock = trio.Lock()  # one request at a time: replies come in request order
         self._warms = 0  # warm requests sent (the template's step 0 is its first warming)
+        self.settled = False  # asked to settle its first warming (ForkedWorkers.open)
         self._replies_send, self._replies = trio.open_memory_channel[template.TemplateEvent](1)
 
     async def listen(self) -> None:
@@ -177,6 +178,7 @@ class ForkedWorkers(WorkerSource):
         self._starting = trio.Lock()
         self._warmed: set[tuple[str, ...]] = set()
         self._warm_killed = False
+        self._forks = 0  # workers forked this run, replacements included
 
     async def _get_template(self) -> Template:
         async with self._starting:
@@ -213,6 +215,9 @@ class ForkedWorkers(WorkerSource):
                 yield worker
             return
         tpl = await self._get_template()
+        self._forks += 1
+        if self._forks > self.config.workers and not tpl.settled:
+            tpl = await self._settle(tpl)
         try:
             worker = await tpl.fork()
         except WorkerStartError as e:
@@ -223,6 +228,19 @@ class ForkedWorkers(WorkerSource):
         async with worker:
             await worker.setup(self.config)
             yield worker
+
+    async def _settle(self, tpl: Template) -> Template:
+        """Before the first fork that replaces a worker, the template goes on warming the
+        root's first derivations until what they share is forced (evix_worker/warming.py):
+        a run that never replaces a worker never waits for it. Returns the template to fork
+        from (a new one if this one was killed for it)."""
+        tpl.settled = True
+        if self.forking and self.config.warm_template and not self._warm_killed:
+            await tpl.warm([])
+            if not tpl.alive:
+                log.info("the template passed the limit settling its first warming; no more warming this run")
+                self._warm_killed = True
+        return await self._get_template()
 
     async def warm(self, attr_path: tuple[str, ...]) -> None:
         """Has the template evaluate a heavy item (once each, MAX_WARMS per run), so that the
