@@ -40,7 +40,7 @@ from run import STABLE_MALLOC, find_tools, log
 
 REPO = Path(__file__).resolve().parent.parent
 OLD_COMMIT = "0c99a09"  # main before issue 8
-DEFAULT_MAX_MEMORY = 230  # MiB: every item fits alone in a fresh worker (<= 200), a variant item after the main bootstrap does not (~330)
+DEFAULT_MAX_MEMORY = 50  # MiB of own memory: workers restart 8-12 times a run with 2 workers; every item fits alone (see README)
 READY = re.compile(rb"worker \d+ ready")
 
 

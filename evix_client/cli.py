@@ -111,7 +111,8 @@ def add_run_options(p: argparse.ArgumentParser) -> None:
     r.add_argument("--max-memory", type=positive_count, default=d.max_memory_mb, metavar="MB",
                    help="per-worker memory limit in MiB: a worker whose own memory (pages it shares with no other "
                         "process; a fork's pages shared with the template it came from are the template's) passes "
-                        f"it is replaced (default {d.max_memory_mb})")
+                        "it is replaced; under a limit below 1536, Nix's garbage collector starts with a heap of a "
+                        f"quarter of it, so that garbage is collected as the worker goes (default {d.max_memory_mb})")
     r.add_argument("--timeout", type=positive_seconds, default=None, metavar="SECONDS",
                    help="per-attribute time limit; an attribute over it gets an error event")
     r.add_argument("--gc-roots-dir", metavar="DIR", help="register a GC root for every evaluated derivation")

@@ -7,8 +7,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import trio
 
 from evixd.engine import Session
+from evixd.engine.local_worker import SpawnedWorkers
 from evixd.worker_launch import heap_environment
 from protocol.config import EvalConfig
 
@@ -52,3 +54,18 @@ def test_the_heap_is_sized_only_under_a_limit_and_never_over_the_users(monkeypat
     assert heap_environment(EvalConfig(max_memory_mb=400)) == {"GC_INITIAL_HEAP_SIZE": str(100 << 20)}
     monkeypatch.setenv("GC_INITIAL_HEAP_SIZE", "1000000")
     assert heap_environment(EvalConfig(max_memory_mb=400)) == {}
+
+
+async def test_a_limited_run_starts_its_own_processes_instead_of_the_pools(monkeypatch: pytest.MonkeyPatch):
+    """A pool's warm processes started Nix with its own heap size, too late to change: a run
+    under a limit that needs another starts processes of its own, with it."""
+    monkeypatch.delenv("GC_INITIAL_HEAP_SIZE", raising=False)
+
+    async def from_the_pool():
+        raise AssertionError("took a pool worker")
+
+    async with trio.open_nursery() as nursery:
+        source = SpawnedWorkers(EvalConfig(max_memory_mb=100), nursery, take=from_the_pool)
+        async with await source.start() as worker:
+            environ = Path(f"/proc/{worker.pid}/environ").read_bytes().split(b"\0")
+        assert f"GC_INITIAL_HEAP_SIZE={25 << 20}".encode() in environ
