@@ -4,8 +4,8 @@ First, before the first fork: the drvPath of the first derivation among the root
 which forces what most packages share (a stdenv and its bootstrap). One is not always enough:
 in a nixpkgs-shaped set the first package may be built by a bootstrap stage (nixpkgs' `acl`),
 and the stdenv every later package uses is forced only by the next ones, which every fresh
-fork then evaluated again: on bench/'s realistic set about 0.17 s of CPU per restart, against
-about 0.03 s once they are warmed. So when the master first replaces a worker (a run without
+fork then evaluated again: on bench/'s realistic set about 0.2 s of CPU per restart, against
+about 0.035 s once they are warmed (bench/restart_rebuild.py). So when the master first replaces a worker (a run without
 restarts never waits for it) it asks the template to go on down the root's children
 (`settle`, the empty warm request) until a few derivations in a row cost next to nothing:
 what they share is in place. Within a budget: no more time than the first one took, no more
