@@ -40,7 +40,7 @@ from run import STABLE_MALLOC, find_tools, log
 
 REPO = Path(__file__).resolve().parent.parent
 OLD_COMMIT = "0c99a09"  # main before issue 8
-DEFAULT_MAX_MEMORY = 50  # MiB of own memory: workers restart 8-12 times a run with 2 workers; every item fits alone (see README)
+DEFAULT_MAX_MEMORY = 40  # MiB of own memory: workers restart 10-14 times a run, 1 or 2 workers; every item fits alone (see README)
 READY = re.compile(rb"worker \d+ ready")
 
 
