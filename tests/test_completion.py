@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from evix_helpers import REPO, run_evix
+from evix_helpers import REPO, cannot_run_here, run_evix
 
 
 def completion(shell: str) -> str:
@@ -21,7 +21,7 @@ def completion(shell: str) -> str:
 def need(shell: str) -> str:
     found = shutil.which(shell)
     if found is None:
-        pytest.skip(f"{shell} is not installed (apt-get install {shell})")
+        cannot_run_here(f"{shell} is not installed (apt-get install {shell})")
     return found
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from evix_helpers import REPO
+from evix_helpers import REPO, cannot_run_here
 from tree_copy import source_copy
 
 SETUP_TIMEOUT = 900  # seconds: a fresh venv, its dependencies and the nixffi build, on a shared machine
@@ -64,7 +64,7 @@ def test_bootstrap_without_root_names_the_packages_to_install() -> None:
     """As a user that is not root, on a system where dpkg knows none of the packages (a
     dpkg-query that lists nothing stands in for a bare system)."""
     if shutil.which("setpriv") is None or os.getuid() != 0:
-        pytest.skip("needs root and setpriv to run the bootstrap as another user")
+        cannot_run_here("needs root and setpriv to run the bootstrap as another user")
     with tempfile.TemporaryDirectory() as tmp:  # not pytest's tmp_path: another user must reach it
         top = Path(tmp)
         top.chmod(0o755)
