@@ -178,7 +178,7 @@ class ForkedWorkers(WorkerSource):
         self._starting = trio.Lock()
         self._warmed: set[tuple[str, ...]] = set()
         self._warm_killed = False
-        self._forks = 0  # workers forked this run, replacements included
+        self._replacing = False  # a worker of ours has ended: the next forks replace workers
 
     async def _get_template(self) -> Template:
         async with self._starting:
@@ -215,8 +215,7 @@ class ForkedWorkers(WorkerSource):
                 yield worker
             return
         tpl = await self._get_template()
-        self._forks += 1
-        if self._forks > self.config.workers and not tpl.settled:
+        if self._replacing and not tpl.settled:
             tpl = await self._settle(tpl)
         try:
             worker = await tpl.fork()
@@ -225,9 +224,12 @@ class ForkedWorkers(WorkerSource):
                 log.info("cannot fork workers (%s); starting each worker as a new process", e)
                 self.forking = False
             raise
-        async with worker:
-            await worker.setup(self.config)
-            yield worker
+        try:
+            async with worker:
+                await worker.setup(self.config)
+                yield worker
+        finally:
+            self._replacing = True
 
     async def _settle(self, tpl: Template) -> Template:
         """Before the first fork that replaces a worker, the template goes on warming the
