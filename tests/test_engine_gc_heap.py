@@ -11,6 +11,7 @@ import trio
 
 from evixd.engine import Session
 from evixd.engine.local_worker import SpawnedWorkers
+from evixd.engine.pool import WorkerPool
 from evixd.worker_launch import heap_environment
 from protocol.config import EvalConfig
 
@@ -56,16 +57,28 @@ def test_the_heap_is_sized_only_under_a_limit_and_never_over_the_users(monkeypat
     assert heap_environment(EvalConfig(max_memory_mb=400)) == {}
 
 
-async def test_a_limited_run_starts_its_own_processes_instead_of_the_pools(monkeypatch: pytest.MonkeyPatch):
-    """A pool's warm processes started Nix with its own heap size, too late to change: a run
-    under a limit that needs another starts processes of its own, with it."""
+async def test_a_limited_run_takes_pool_processes_started_with_its_heap(monkeypatch: pytest.MonkeyPatch):
+    """A pool's process started Nix with the environment it was spawned with, too late to
+    change: the pool hands out processes started as the run asks, and closes idle ones that
+    were started otherwise."""
     monkeypatch.delenv("GC_INITIAL_HEAP_SIZE", raising=False)
 
-    async def from_the_pool():
-        raise AssertionError("took a pool worker")
+    def heap_of(pid: int) -> list[bytes]:
+        return [v for v in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0") if v.startswith(b"GC_INITIAL_HEAP_SIZE=")]
 
     async with trio.open_nursery() as nursery:
-        source = SpawnedWorkers(EvalConfig(max_memory_mb=100), nursery, take=from_the_pool)
-        async with await source.start() as worker:
-            environ = Path(f"/proc/{worker.pid}/environ").read_bytes().split(b"\0")
-        assert f"GC_INITIAL_HEAP_SIZE={25 << 20}".encode() in environ
+        pool = WorkerPool(size=1)
+        await nursery.start(pool.serve)
+        while pool.idle < 1:  # a warm process, started for a run without a limit
+            await trio.sleep(0.01)
+        async with await SpawnedWorkers(EvalConfig(), nursery, take=pool.acquire).start() as worker:
+            assert heap_of(worker.pid) == []
+        while pool.idle < 1:
+            await trio.sleep(0.01)
+        stale = pool._idle[0]
+        async with await SpawnedWorkers(EvalConfig(max_memory_mb=100), nursery, take=pool.acquire).start() as worker:
+            assert worker is not stale and heap_of(worker.pid) == [f"GC_INITIAL_HEAP_SIZE={25 << 20}".encode()]
+        while pool.idle < 1:  # the refill is started as the last run asked
+            await trio.sleep(0.01)
+        assert heap_of(pool._idle[0].pid) == [f"GC_INITIAL_HEAP_SIZE={25 << 20}".encode()]
+        nursery.cancel_scope.cancel()

@@ -394,11 +394,11 @@ def start_local_worker(nursery: trio.Nursery, command: list[str] | None = None,
 
 class SpawnedWorkers(WorkerSource):
     """A run's workers as fresh processes, each loading the input itself: those started
-    ahead of the run first, then warm ones from the pool's `take` when there is one (not
-    under a memory limit that needs its own heap size: a pool's processes have Nix's)."""
+    ahead of the run first, then warm ones from the pool's `take` (given the environment
+    the run's processes need) when there is one."""
 
     def __init__(self, config: EvalConfig, nursery: trio.Nursery, *, spawned: list[SpawnedWorker] | None = None,
-                 take: Callable[[], Awaitable[LocalWorker]] | None = None) -> None:
+                 take: Callable[[dict[str, str]], Awaitable[LocalWorker]] | None = None) -> None:
         self.config = config
         self.nursery = nursery
         self.spawned = list(spawned or ())
@@ -410,8 +410,8 @@ class SpawnedWorkers(WorkerSource):
         """A started process, not set up yet."""
         if self.spawned:
             return start_local_worker(self.nursery, spawned=self.spawned.pop())
-        if self.take is not None and not self.env:
-            return await self.take()
+        if self.take is not None:
+            return await self.take(self.env)
         return start_local_worker(self.nursery, self.command, extra_env=self.env)
 
     @contextlib.asynccontextmanager

@@ -2,7 +2,9 @@
 
 A worker that has loaded an input holds that input's files as they were, so it is never
 reused for another run; what the pool saves is the process start-up (interpreter, imports,
-Nix init), and it keeps `size` fresh processes ready in the background.
+Nix init), and it keeps `size` fresh processes ready in the background. Nix reads some of
+its environment only when it starts (the GC heap's size: worker_launch.heap_environment),
+so the pool's processes are started with the environment the last run asked for.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ class WorkerPool:
         self._nursery: trio.Nursery | None = None
         self._wanted = trio.Event()
         self.started = 0
+        self.env: dict[str, str] = {}  # what the idle processes were started with
 
     async def serve(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Owns the workers' background tasks and refills the pool until cancelled."""
@@ -44,12 +47,17 @@ class WorkerPool:
 
     async def _spawn(self) -> LocalWorker:
         assert self._nursery is not None, "WorkerPool.serve is not running"
-        worker = start_local_worker(self._nursery, self.command)
+        worker = start_local_worker(self._nursery, self.command, extra_env=self.env)
         self.started += 1
         return worker
 
-    async def acquire(self) -> LocalWorker:
-        """A started worker (warm if one is idle); the caller sets it up and closes it (`async with`)."""
+    async def acquire(self, env: dict[str, str]) -> LocalWorker:
+        """A started worker whose process has `env` (warm if one is idle); the caller sets it
+        up and closes it (`async with`). Idle ones started with another are closed."""
+        if env != self.env:
+            self.env = env
+            while self._idle:
+                await self._idle.pop().aclose()
         worker = self._idle.pop() if self._idle else await self._spawn()
         self._wanted.set()
         return worker
