@@ -31,10 +31,10 @@ from protocol.query import Filter
 
 from .errors import SessionError
 from .event_stream import Decoded, EventStream, stream_events
-from .graph import Diff, Graph
+from .graph import Diff, Graph, diff_graphs
 from .pool import WorkerPool
 from .query_index import QueryIndex
-from .reevaluation import WatchUpdate, evaluate_compared
+from .reevaluation import WatchUpdate
 from .run import run_evaluation
 from .scheduler import EventSink, Summary
 
@@ -148,11 +148,10 @@ class Session:
         which the new result then replaces."""
         if self.graph is None:
             raise SessionError("no warm graph to compare with: drain stream() (or call evaluate()) first")
-        update = await evaluate_compared(self, sink)
-        assert update is not None
-        if update.error is not None:
-            raise update.error
-        return update.diff
+        old = self.graph
+        await self.evaluate(sink)
+        assert self.graph is not None
+        return diff_graphs(old, self.graph)
 
     def watch(self, extra: tuple[str, ...] = (), initial_sink: EventSink | None = None,
               spawned: list[SpawnedWorker] | None = None, *, debounce: float | None = None,
