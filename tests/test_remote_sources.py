@@ -12,6 +12,7 @@ import time
 import tracemalloc
 from pathlib import Path
 
+import pytest
 import trio
 
 from evix_helpers import Run, command, eval_locally, evix_env, wait_until
@@ -181,3 +182,30 @@ def test_the_remote_hashes_a_tree_without_holding_it(tmp_path: Path):
         tracemalloc.stop()
     assert same
     assert peak < 4 << 20, f"{peak >> 20} MiB held to hash a 32 MiB tree"
+
+
+def test_the_hellos_of_one_master_hash_a_just_changed_tree_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A master's slots say hello together, right after an edit (`evix watch`): one of them
+    hashes the tree, the others take its answer."""
+    tree = tmp_path / "tree"
+    _project(tree)  # just written: its answer is not kept for later runs
+    digest = ShippedSource(tree, with_git=False).digest()
+    hashed = []
+    digest_of = ShippedSource.digest
+    monkeypatch.setattr(ShippedSource, "digest", lambda self: hashed.append(1) or digest_of(self))
+    cache = SourceCache(tmp_path / "cache")
+    answers: list[bool] = []
+
+    async def hellos() -> None:
+        async with trio.open_nursery() as nursery:
+            for _ in range(4):
+                nursery.start_soon(lambda: _append(answers, cache.same_here(digest, str(tree), False)))
+
+    trio.run(hellos)
+    assert answers == [True] * 4 and len(hashed) == 1
+    assert _same_here(cache, tree, digest) and len(hashed) == 2  # a later run looks again: it had just changed
+    assert not cache._asking
+
+
+async def _append(answers: list[bool], answer) -> None:
+    answers.append(await answer)

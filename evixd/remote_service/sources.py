@@ -41,15 +41,30 @@ timestamp, unseen by its fingerprint: its answer is not kept (as Git does for it
 class SourceCache:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
-        self._same_here: collections.OrderedDict[tuple[str, str, bool], tuple[str, bool]] = collections.OrderedDict()
+        # key -> (fingerprint, same, when it was found, settled)
+        self._same_here: collections.OrderedDict[tuple[str, str, bool], tuple[str, bool, int, bool]] = \
+            collections.OrderedDict()
+        self._asking: dict[tuple[str, str, bool], trio.Lock] = {}  # one look at a tree at a time
 
     async def same_here(self, digest: str, master_root: str, with_git: bool) -> bool:
         """This machine has the master's tree at the master's own path, byte for byte (then it
         is evaluated there: same paths in messages too, nothing shipped). The answer is kept
         with the tree's metadata fingerprint and kept only while that holds: a tree changed
-        or removed since is hashed again."""
-        root = Path(master_root)
+        or removed since is hashed again. The Hellos of a master's slots come together: the
+        first one looks, the others wait for its answer."""
         key = (digest, master_root, with_git)
+        asked = time.time_ns()
+        lock = self._asking.setdefault(key, trio.Lock())
+        try:
+            async with lock:
+                return await self._look(key, asked)
+        finally:
+            if not lock.locked() and not lock.statistics().tasks_waiting:
+                self._asking.pop(key, None)
+
+    async def _look(self, key: tuple[str, str, bool], asked: int) -> bool:
+        digest, master_root, with_git = key
+        root = Path(master_root)
         tree = ShippedSource(root, with_git=with_git)
         looked = time.time_ns()
         try:
@@ -57,23 +72,21 @@ class SourceCache:
                 raise FileNotFoundError(master_root)
             fingerprint, newest = await trio.to_thread.run_sync(tree.fingerprint)
             kept = self._same_here.get(key)
-            if kept is not None and kept[0] == fingerprint:
+            # a tree that had just changed may change again unseen: such an answer is good only
+            # for the callers that were waiting for it
+            if kept is not None and kept[0] == fingerprint and (kept[3] or kept[2] >= asked):
                 self._same_here.move_to_end(key)
                 return kept[1]
             same = await trio.to_thread.run_sync(tree.digest) == digest
         except (OSError, EvixError):
             self._same_here.pop(key, None)
             return False
-        self._remember(key, fingerprint, same, settled=looked - newest > RACY_NS)
+        self._remember(key, (fingerprint, same, time.time_ns(), looked - newest > RACY_NS))
         return same
 
-    def _remember(self, key: tuple[str, str, bool], fingerprint: str, same: bool, *, settled: bool) -> None:
-        """Keeps an answer (the least recently asked for past SAME_HERE_ENTRIES dropped); one
-        for a tree that had just changed is not kept."""
-        if not settled:
-            self._same_here.pop(key, None)
-            return
-        self._same_here[key] = fingerprint, same
+    def _remember(self, key: tuple[str, str, bool], answer: tuple[str, bool, int, bool]) -> None:
+        """Keeps an answer, the least recently asked for past SAME_HERE_ENTRIES dropped."""
+        self._same_here[key] = answer
         self._same_here.move_to_end(key)
         while len(self._same_here) > SAME_HERE_ENTRIES:
             self._same_here.popitem(last=False)
