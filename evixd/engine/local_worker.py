@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import logging
 import os
 import signal
@@ -264,7 +265,7 @@ class LocalWorker(Worker):
                 return f"evaluation timed out after {timeout:g} s; worker killed"
             return None
 
-        await self._guard("while evaluating this attribute", 0, late)
+        await self._guard("while evaluating this attribute", self._memory.over, late)
 
     async def watch_warming(self, step: int) -> None:
         """Waits for the template to mark that its warming `step` began, then kills it once
@@ -285,34 +286,25 @@ class LocalWorker(Worker):
                 return f"warming the template took more than --timeout {timeout:g} s; template killed"
             return None
 
-        await self._guard("while warming the template", base, late)
+        await self._guard("while warming the template", functools.partial(self._memory.grown_over, base), late)
 
-    async def _guard(self, doing: str, base: int, late: Callable[[], str | None]) -> None:
-        """Every WATCHDOG_PERIOD: kills the process past its memory limit (its growth since
-        `base`, when given) or when `late()` says why it took too long; returns then, or when
-        the process is gone."""
+    async def _guard(self, doing: str, over: Callable[[int], str | None], late: Callable[[], str | None]) -> None:
+        """Every WATCHDOG_PERIOD: kills the process once `over(limit)` says how it passed
+        --max-memory (its own memory; a warming template: its RSS growth) or `late()` says why
+        it took too long; returns then, or when the process is gone."""
+        max_memory_mb = self.config.max_memory_mb
         while True:
             await trio.sleep(WATCHDOG_PERIOD)
             try:
-                if self._over_memory(doing, base):
+                if (passed := over(max_memory_mb << 20)) is not None:
+                    self._kill(f"worker killed: memory limit of {max_memory_mb} MiB exceeded ({passed}) {doing}",
+                               memory=True)
                     return
                 if (reason := late()) is not None:
                     self._kill(reason)
                     return
             except Gone:
                 return
-
-    def _over_memory(self, doing: str, base: int) -> bool:
-        """Kills the worker if its own memory is past --max-memory, or (a warming template:
-        `base` is its RSS when warming began) its RSS grew past it since (True); raises Gone
-        when it has ended."""
-        max_memory_mb = self.config.max_memory_mb
-        limit = max_memory_mb << 20
-        over = self._memory.grown_over(base, limit) if base else self._memory.over(limit)
-        if over is None:
-            return False
-        self._kill(f"worker killed: memory limit of {max_memory_mb} MiB exceeded ({over}) {doing}", memory=True)
-        return True
 
     async def _forward_stderr(self) -> None:
         pending = b""
