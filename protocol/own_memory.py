@@ -67,12 +67,11 @@ class OwnMemory:
         self.read(rss, now)  # stale, or the estimate says over: confirm before acting
         return self.uss > limit
 
-    def read(self, rss: int, now: float | None = None) -> int:
-        """Reads USS now (bytes); `rss` is the caller's RSS figure at this moment."""
+    def read(self, rss: int, now: float | None = None) -> None:
+        """Reads USS now (into `uss`, bytes); `rss` is the caller's RSS figure at this moment."""
         started = time.perf_counter()
         self.uss = read_uss(self.pid)
         cost = time.perf_counter() - started
         self._rss = rss
         self._read_at = self.clock() if now is None else now
         self._period = max(self.min_period, COST_FACTOR * cost)
-        return self.uss

@@ -55,4 +55,3 @@ async def test_an_item_over_the_limit_alone_is_an_error_saying_so(tmp_path: Path
     error = limited.graph.errors["p0"]
     assert "memory limit of 150 MiB" in error and "alone in a fresh worker" in error
     assert limited.last_summary.memory_retries == 1
-

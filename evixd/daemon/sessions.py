@@ -102,6 +102,10 @@ class SessionRegistry:
                 await self._cool_down()
 
     # ---- lookup -----------------------------------------------------------------------
+    def peek(self, key: str) -> SessionEntry | None:
+        """The session of `key`, if any, left where it is in the LRU order."""
+        return self.entries.get(key)
+
     def get(self, key: str) -> SessionEntry | None:
         entry = self.entries.get(key)
         if entry is not None:

@@ -82,7 +82,7 @@ class WatchHub:
         """A subscriber after the first one: it gets the warm graph's events, then the diffs."""
         async with self.lock:
             subscriber = self.subscribe()
-            entry = self.registry.entries.get(self.config.session_key())  # get() would touch it
+            entry = self.registry.peek(self.config.session_key())
             if entry is not None and entry.session.graph is not None:
                 subscriber.put(("events", snapshot_events(entry.session.graph)))
         return subscriber

@@ -215,7 +215,7 @@ class RemoteConnection(WorkerSource):
                 await trio.aclose_forcefully(transport)
             raise
 
-    async def _hello(self, conn: FramedStream) -> wire.Ready:
+    async def _hello(self, conn: FramedStream) -> None:
         token = self.config.remote_token or os.environ.get(TOKEN_ENV) or ""
         try:
             config_json, digest, root = await self.inputs.hello_fields()
@@ -233,7 +233,7 @@ class RemoteConnection(WorkerSource):
                 continue
             if isinstance(msg, wire.Ready):
                 log.info("%s: ready (Nix %s, evaluator %d)", self.name, msg.nix_version, msg.pid)
-                return msg
+                return
             if isinstance(msg, rw.Refused) and msg.message.startswith(rw.BUSY):
                 raise ServiceBusy(msg.message.removeprefix(rw.BUSY))
             if isinstance(msg, rw.Refused) and msg.message.startswith(rw.UNAVAILABLE):

@@ -186,7 +186,7 @@ class Scheduler:
         worker for it while the others go on."""
         start_failures = 0
         alone: Batch | None = None
-        while alone is not None or not self.queue.done():
+        while not self.queue.done():  # an item held in `alone` is leased: not done
             self.summary.workers_started += 1
             alone = alone or self.queue.take_alone()
             try:

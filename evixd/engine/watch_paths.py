@@ -58,8 +58,7 @@ def check_watchable(config: EvalConfig) -> None:
 
 def watch_targets(config: EvalConfig, extra: tuple[str, ...] = ()) -> WatchTargets:
     """The roots to watch for `config` (absolute paths) and, for a flake, its overrides, from
-    one read of the lock file it follows."""
-    check_watchable(config)
+    one read of the lock file it follows (check_watchable(config) has passed)."""
     roots = [_root_of(os.path.abspath(p)) for p in extra]
     if config.file is not None:
         return WatchTargets([Root(os.path.dirname(os.path.abspath(config.file))), *roots])
