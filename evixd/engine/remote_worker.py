@@ -160,7 +160,7 @@ class RemoteConnection(WorkerSource):
     async def open(self, *, fresh: bool = False) -> AsyncIterator[RemoteWorker]:
         self._give_up_if_failing()
         if self._failures:  # a remote that just failed gets a moment before the next try
-            await trio.sleep(RECONNECT_DELAYS[min(self._failures, len(RECONNECT_DELAYS)) - 1])
+            await trio.sleep(RECONNECT_DELAYS[self._failures - 1])  # _failures < MAX_FAILED_CONNECTIONS here
         link = self._link
         if link is not None and link.broken:
             await self._drop()
